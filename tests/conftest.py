@@ -1,0 +1,113 @@
+"""Real servers for the whole suite: PostgreSQL and Redis, started once per session.
+
+Set ``WAMESH_TEST_POSTGRES_DSN`` (a server DSN whose user may create databases) and
+``WAMESH_TEST_REDIS_URL`` to use servers of your own instead; the Redis one is flushed
+between test modules, so give the tests a server of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
+
+from wamesh.libs.localinfra import LocalPostgres, LocalRedis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TestServers:
+    """Where the suite's servers are; ``postgres``/``redis`` are None for external servers."""
+
+    postgres_dsn: str
+    redis_url: str
+    postgres: LocalPostgres | None = None
+    redis: LocalRedis | None = None
+
+    def database_dsn(self, name: str) -> str:
+        return make_url(self.postgres_dsn).set(database=name).render_as_string(hide_password=False)
+
+
+def _admin_psql(servers: TestServers, sql: str) -> None:
+    if servers.postgres is not None:
+        servers.postgres.psql(sql)
+        return
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(servers.postgres_dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[TestServers]:
+    external_pg = os.environ.get("WAMESH_TEST_POSTGRES_DSN")
+    external_redis = os.environ.get("WAMESH_TEST_REDIS_URL")
+    data_dir = REPO_ROOT / ".wamesh" / "test" / uuid.uuid4().hex[:12]
+    postgres = None if external_pg else LocalPostgres(data_dir / "postgres", durable=False)
+    redis_server = None if external_redis else LocalRedis(data_dir / "redis", durable=False)
+    try:
+        if postgres is not None:
+            postgres.start()
+        if redis_server is not None:
+            redis_server.start()
+        yield TestServers(
+            postgres_dsn=external_pg or (postgres.dsn() if postgres else ""),
+            redis_url=external_redis or (redis_server.url if redis_server else ""),
+            postgres=postgres,
+            redis=redis_server,
+        )
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+        if postgres is not None:
+            postgres.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def database_dsn(servers: TestServers, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database for this test module, dropped afterwards."""
+    module = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.lower())[-40:]
+    name = f"t_{module}_{uuid.uuid4().hex[:6]}"
+    _admin_psql(servers, f'CREATE DATABASE "{name}"')
+    yield servers.database_dsn(name)
+    _admin_psql(servers, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def redis_url(servers: TestServers) -> str:
+    """The suite's Redis, flushed so this module starts from an empty keyspace."""
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(servers.redis_url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return servers.redis_url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

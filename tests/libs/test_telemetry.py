@@ -1,0 +1,74 @@
+"""Spans reach a real OTLP/gRPC receiver when an endpoint is set, and nothing is sent otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+PROBE = Path(__file__).parent / "telemetry_probe.py"
+
+
+class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    """Speaks the OTLP trace service, as an OpenTelemetry Collector does, and keeps the spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, bytes]] = []
+
+    async def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: object
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        for resource_spans in request.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append((service, span.name, span.trace_id))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[tuple[Collector, int]]:
+    server = grpc.aio.server()
+    servicer = Collector()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield servicer, port
+    await server.stop(None)
+
+
+async def _run_probe(endpoint: str, database_dsn: str, redis_url: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(PROBE), endpoint, database_dsn, redis_url
+    )
+    assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+
+
+async def test_spans_are_exported_over_otlp_with_sql_and_redis(
+    collector: tuple[Collector, int], database_dsn: str, redis_url: str
+) -> None:
+    servicer, port = collector
+    await _run_probe(f"http://127.0.0.1:{port}", database_dsn, redis_url)
+
+    names = {name for service, name, _ in servicer.spans if service == "telemetry-probe"}
+    assert "probe-root" in names
+    assert any("SELECT" in name for name in names), names
+    assert "PING" in names
+    assert len({trace_id for *_, trace_id in servicer.spans}) == 1, "one trace across SQL and Redis"
+
+
+async def test_nothing_is_exported_without_an_endpoint(
+    collector: tuple[Collector, int], database_dsn: str, redis_url: str
+) -> None:
+    servicer, _ = collector
+    await _run_probe("", database_dsn, redis_url)
+    assert servicer.spans == []

@@ -1,0 +1,3 @@
+from wamesh.cli import main
+
+main()

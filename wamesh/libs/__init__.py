@@ -1,0 +1,1 @@
+"""Code shared by two or more services: config, telemetry, gRPC and storage plumbing."""
