@@ -25,10 +25,13 @@ def test_all_keys_of_a_tenant_hash_alike(tenant: str, first: list[str], second: 
     assert keys.hash_tag(keys.dead_letter_stream(a)) == tenant
 
 
-def test_global_keys_have_no_tag() -> None:
+def test_route_keys_of_a_number_share_a_slot() -> None:
     key = keys.number_route_key("+14155550100")
-    assert key == "wamesh:route:number:+14155550100"
-    assert keys.hash_tag(key) == key
+    assert key == "wamesh:route:number:{+14155550100}"
+    assert keys.hash_tag(key) == keys.hash_tag(keys.number_route_generation_key("+14155550100"))
+    assert keys.hash_tag(keys.global_key("a", "b")) == "wamesh:a:b"
+    with pytest.raises(ValueError, match="number"):
+        keys.number_route_key("+1 415")
 
 
 @pytest.mark.parametrize("tenant", ["", "a b", "a{b", "x}", "é", "t" * 65])

@@ -3,7 +3,7 @@
 Every tenant-scoped key carries the tenant in a ``{hash tag}`` so that all of one tenant's
 keys live in one Redis Cluster slot: a MULTI or a Lua script over them stays legal when
 Redis is sharded. Keys that are looked up before the tenant is known (the route of a sender
-number) are global.
+number) are global, hash-tagged by what they are about.
 """
 
 from __future__ import annotations
@@ -55,7 +55,18 @@ def dedup_key(tenant_id: str, message_sid: str) -> str:
 
 def number_route_key(number: str) -> str:
     """Caches which tenant owns a sender number (E.164, no ``whatsapp:`` prefix)."""
-    return global_key("route", "number", number)
+    return f"{global_key('route', 'number')}:{{{_number(number)}}}"
+
+
+def number_route_generation_key(number: str) -> str:
+    """Counts invalidations of a number's route; same slot as :func:`number_route_key`."""
+    return f"{global_key('route', 'generation')}:{{{_number(number)}}}"
+
+
+def _number(number: str) -> str:
+    if not _PART.match(number):
+        raise ValueError(f"number {number!r} is empty or holds whitespace or braces")
+    return number
 
 
 def dead_letter_stream(stream: str) -> str:
