@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 
 from wamesh.libs.errors import InvalidArgument
+from wamesh.libs.numbers import normalize_number
 from wamesh.libs.rpc.auth import Access, requires
 from wamesh.services.tenants import validation
 from wamesh.services.tenants.crypto import CredentialCipher
-from wamesh.services.tenants.numbers import normalize_number
 from wamesh.services.tenants.routes import RouteCache
 from wamesh.services.tenants.store import (
     STATUS_NAMES,

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wamesh.libs.errors import InvalidArgument
-from wamesh.services.tenants.numbers import normalize_number, whatsapp_address
+from wamesh.libs.numbers import normalize_number, whatsapp_address
 
 
 @pytest.mark.parametrize(
