@@ -63,7 +63,7 @@ def _call(target: str, token: str, method: Callable[[Any], Any]) -> Any:
         from wamesh.libs.rpc.errors import domain_error_from_rpc_error
 
         domain_error = domain_error_from_rpc_error(error)
-        message = str(domain_error) if domain_error is not None else error.details()
+        message = str(domain_error) if domain_error is not None else error.details() or ""
         _err.print(f"[red]{error.code().name}[/red]: {escape(message)}", highlight=False)
         raise typer.Exit(1) from None
 

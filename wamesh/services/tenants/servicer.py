@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from wamesh.libs import ids
 from wamesh.libs.errors import InvalidArgument
 from wamesh.libs.numbers import normalize_number
 from wamesh.libs.rpc.auth import Access, requires
@@ -50,7 +51,7 @@ class TenantRegistry(tenants_pb2_grpc.TenantRegistryServicer):
             raise InvalidArgument(
                 "is required so a retry cannot create a second tenant", field="request_id"
             )
-        tenant_id = validation.tenant_id(request.tenant_id) if request.tenant_id else ""
+        tenant_id = ids.tenant_id(request.tenant_id) if request.tenant_id else ""
         fields = TenantFields(
             display_name=validation.display_name(request.display_name),
             time_zone=validation.time_zone(request.time_zone),
@@ -213,9 +214,7 @@ class TenantRegistry(tenants_pb2_grpc.TenantRegistryServicer):
 
 
 def _tenant_id(value: str, *, field: str = "tenant_id") -> str:
-    if not value:
-        raise InvalidArgument("is required", field=field)
-    return validation.tenant_id(value, field=field)
+    return ids.tenant_id(value, field=field)
 
 
 def _status_filter(status: pb.TenantStatus.ValueType) -> str | None:
@@ -242,6 +241,6 @@ def decode_page_token(token: str) -> str:
         last_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise InvalidArgument("is not a token this service issued", field="page_token") from None
-    if not validation.TENANT_ID.fullmatch(last_id):
+    if not ids.TENANT_ID.fullmatch(last_id):
         raise InvalidArgument("is not a token this service issued", field="page_token")
     return last_id

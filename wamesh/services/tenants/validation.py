@@ -16,7 +16,6 @@ from wamesh.common.v1.money_pb2 import Money
 from wamesh.libs.errors import InvalidArgument
 from wamesh.tenants.v1 import tenants_pb2 as pb
 
-TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 CURRENCY = re.compile(r"[A-Z]{3}")
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
@@ -30,15 +29,6 @@ DEFAULT_LANGUAGE = "en"
 DEFAULT_OUTBOUND_PER_SECOND = 1.0
 DEFAULT_RECIPIENT_MIN_INTERVAL_S = 2
 DEFAULT_INBOUND_PER_MINUTE = 20
-
-
-def tenant_id(value: str, *, field: str = "tenant_id") -> str:
-    if not TENANT_ID.fullmatch(value):
-        raise InvalidArgument(
-            "must be 3-63 lower-case letters, digits or '-', starting and ending alphanumeric",
-            field=field,
-        )
-    return value
 
 
 def display_name(value: str) -> str:

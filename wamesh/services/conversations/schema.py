@@ -1,0 +1,81 @@
+"""The conversations database's tables, as SQLAlchemy Core sees them (migrations/ creates them).
+
+Message content other than the body (media, location, buttons, template, inbound details)
+is one serialized protobuf ``Message`` in ``content``: it is written and read whole, never
+queried, and protobuf is several times cheaper to produce than JSON on the hot path.
+``status_history`` is likewise a serialized ``Message`` holding only ``status_history``;
+protobuf's repeated fields append on concatenation, so a status is added with ``||``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    # Derived from (tenant, sender, customer): every writer computes the same id.
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("sender_number", sa.Text, nullable=False),
+    sa.Column("customer_number", sa.Text, nullable=False),
+    sa.Column("profile_name", sa.Text, nullable=False),
+    sa.Column("last_message_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_inbound_at", sa.DateTime(timezone=True)),
+    sa.Column("window_open_until", sa.DateTime(timezone=True)),
+    sa.Column("unread_count", sa.Integer, nullable=False),
+    sa.Column("read_through", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("direction", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    # Twilio MessageSid: the inbound idempotency key; NULL until Twilio accepts an outbound.
+    sa.Column("provider_sid", sa.Text, unique=True),
+    # The dispatcher's key for an outbound message; NULL for inbound.
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("error_code", sa.Integer, nullable=False),
+    sa.Column("error_message", sa.Text, nullable=False),
+    sa.Column("status_history", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("tenant_id", "idempotency_key"),
+)
+
+# Status callbacks that beat the send response: applied when their SID is attached.
+pending_statuses = sa.Table(
+    "pending_statuses",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("provider_sid", sa.Text, primary_key=True),
+    sa.Column("status", sa.SmallInteger, primary_key=True),
+    sa.Column("error_code", sa.Integer, nullable=False),
+    sa.Column("error_message", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Events committed with the write that caused them; the relay moves them to Redis Streams.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("stream", sa.Text, nullable=False),
+    # The stream entry's fields as they will be sent: the protobuf type and payload, and the
+    # W3C trace context of the request that caused the event.
+    sa.Column("message_type", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("traceparent", sa.Text, nullable=False),
+    sa.Column("tracestate", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+)
