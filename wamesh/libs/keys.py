@@ -69,6 +69,11 @@ def _number(number: str) -> str:
     return number
 
 
+def stream_key(name: str) -> str:
+    """A stream every tenant shares (``inbound``, ``statuses``): ``wamesh:stream:<name>``."""
+    return global_key("stream", name)
+
+
 def dead_letter_stream(stream: str) -> str:
     """Where a stream's undeliverable entries go; same hash tag, so same slot."""
     return f"{stream}:dead"

@@ -1,0 +1,70 @@
+"""The conversations service served in-process on a real socket, over real Postgres and Redis."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc.aio
+import pytest
+from prometheus_client import CollectorRegistry
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from conversations_testkit import make_settings  # noqa: E402
+
+from wamesh.conversations.v1 import conversations_pb2_grpc  # noqa: E402
+from wamesh.libs.migrations import service_histories, upgrade_database  # noqa: E402
+from wamesh.libs.rpc.client import make_channel  # noqa: E402
+from wamesh.libs.rpc.server import GrpcService  # noqa: E402
+from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN  # noqa: E402
+from wamesh.services.conversations.app import conversations_service  # noqa: E402
+from wamesh.services.conversations.settings import ConversationsSettings  # noqa: E402
+
+HISTORY = next(h for h in service_histories() if h.name == "conversations")
+
+
+@pytest.fixture(scope="module")
+def conversations_dsn(database_dsn: str) -> str:
+    upgrade_database(database_dsn, HISTORY)
+    return database_dsn
+
+
+@pytest.fixture
+def settings(conversations_dsn: str, redis_url: str) -> ConversationsSettings:
+    return make_settings(conversations_dsn, redis_url)
+
+
+@pytest.fixture
+async def service(settings: ConversationsSettings) -> AsyncIterator[GrpcService]:
+    async with conversations_service(settings, registry=CollectorRegistry()) as server:
+        yield server
+
+
+@pytest.fixture
+async def connect(service: GrpcService) -> AsyncIterator[Callable[[str | None], Any]]:
+    """``connect(token)``: a ConversationStore stub over our own client plumbing."""
+    channels: list[grpc.aio.Channel] = []
+
+    def stub(token: str | None) -> Any:
+        channel = make_channel(f"127.0.0.1:{service.port}", token=token)
+        channels.append(channel)
+        return conversations_pb2_grpc.ConversationStoreStub(channel)
+
+    yield stub
+    for channel in channels:
+        await channel.close()
+
+
+@pytest.fixture
+def internal(connect: Callable[[str | None], Any]) -> Any:
+    return connect(DEV_INTERNAL_TOKEN)
+
+
+@pytest.fixture
+def admin(connect: Callable[[str | None], Any]) -> Any:
+    return connect(DEV_ADMIN_TOKEN)

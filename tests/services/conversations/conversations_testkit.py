@@ -1,0 +1,87 @@
+"""Helpers of the conversations service tests (conftest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from wamesh.conversations.v1 import conversations_pb2 as pb
+from wamesh.libs.rpc.errors import domain_error_from_rpc_error
+from wamesh.services.conversations.settings import ConversationsSettings
+
+
+def make_settings(database_url: str, redis_url: str, **overrides: Any) -> ConversationsSettings:
+    values: dict[str, Any] = {
+        "grpc_listen": "127.0.0.1:0",
+        "metrics_listen": "",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "shutdown_grace_s": 0,
+        "outbox_poll_s": 0.05,
+        **overrides,
+    }
+    return ConversationsSettings(**values)
+
+
+def sid(prefix: str = "SM") -> str:
+    return prefix + secrets.token_hex(16)
+
+
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def number() -> str:
+    return "+1555" + str(secrets.randbelow(10**7)).zfill(7)
+
+
+def inbound(
+    tenant_id: str, customer: str, sender: str, body: str = "hola", **fields: Any
+) -> pb.RecordInboundRequest:
+    message_fields: dict[str, Any] = {
+        "message_sid": sid(),
+        "account_sid": "AC" + "0" * 32,
+        "from_address": f"whatsapp:{customer}",
+        "to_address": f"whatsapp:{sender}",
+        "body": body,
+        "profile_name": "Ana",
+        "wa_id": customer.removeprefix("+"),
+        "message_type": "text",
+    }
+    rate_limited = fields.pop("rate_limited", False)
+    message_fields.update(fields)
+    return pb.RecordInboundRequest(
+        tenant_id=tenant_id,
+        message=pb.InboundMessage(**message_fields),
+        rate_limited=rate_limited,
+    )
+
+
+def outbound(tenant_id: str, customer: str, sender: str, **fields: Any) -> pb.RecordOutboundRequest:
+    values: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "idempotency_key": f"test:{uuid.uuid4().hex}",
+        "sender_number": sender,
+        "customer_number": customer,
+        "body": "Tu pedido está confirmado",
+        **fields,
+    }
+    return pb.RecordOutboundRequest(**values)
+
+
+async def assert_refused(call: Any, code: grpc.StatusCode, field: str | None = None) -> str:
+    """Await ``call``, assert it fails with ``code`` naming ``field``; returns the details."""
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await call
+    error = failure.value
+    assert error.code() == code, f"{error.code()} ({error.details()}), expected {code}"
+    if field is not None:
+        domain_error = domain_error_from_rpc_error(error)
+        assert domain_error is not None
+        assert domain_error.field == field, error.details()
+    return error.details() or ""

@@ -1,0 +1,148 @@
+"""The outbox relay: moves committed events from Postgres to their Redis streams.
+
+Events are written in the transaction of the change that caused them, so they exist iff
+the change does. The relay publishes them in id order and then marks them published; a
+crash between the two publishes a batch again, which consumers tolerate (they dedupe on
+the message id). One relay runs at a time across all replicas (a transaction-scoped
+advisory lock), which keeps each conversation's events in order. Redis down: rows wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wamesh.libs.rpc.errors import is_infrastructure_error
+from wamesh.services.conversations.schema import outbox
+
+log = logging.getLogger(__name__)
+
+# pg_try_advisory_xact_lock key: "wamesh outbox relay", any constant all replicas share.
+RELAY_LOCK = 0x7761_6D65_7368_0001
+PURGE_EVERY_S = 60.0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        redis: aioredis.Redis,
+        *,
+        batch_size: int,
+        poll_s: float,
+        retention_s: int,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._engine = engine
+        self._redis = redis
+        self._batch_size = batch_size
+        self._poll_s = poll_s
+        self._retention_s = retention_s
+        self._wake = asyncio.Event()
+        self._purged_at = 0.0
+        self._published = Counter(
+            "wamesh_outbox_published",
+            "Outbox events published to Redis streams",
+            registry=registry,
+        )
+        self._lag = Gauge(
+            "wamesh_outbox_lag_seconds",
+            "Age of the oldest event in the last batch the relay published",
+            registry=registry,
+        )
+
+    def notify(self) -> None:
+        """A write committed an event: publish it now rather than at the next poll."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish one batch; how many events it held (0: nothing to do or another relay)."""
+        async with self._engine.begin() as connection:
+            if not await connection.scalar(
+                sa.select(sa.func.pg_try_advisory_xact_lock(RELAY_LOCK))
+            ):
+                return 0
+            rows = (
+                (
+                    await connection.execute(
+                        sa.select(outbox)
+                        .where(outbox.c.published_at.is_(None))
+                        .order_by(outbox.c.id)
+                        .limit(self._batch_size)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return 0
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for row in rows:
+                    pipe.xadd(row["stream"], _fields(row))  # type: ignore[arg-type]
+                await pipe.execute()
+            await connection.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_([row["id"] for row in rows]))
+                .values(published_at=sa.func.now())
+            )
+        self._published.inc(len(rows))
+        self._lag.set(max(0.0, time.time() - rows[0]["created_at"].timestamp()))
+        return len(rows)
+
+    async def purge(self) -> int:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                sa.delete(outbox).where(
+                    outbox.c.published_at
+                    < sa.func.now() - sa.text(f"interval '{int(self._retention_s)} seconds'")
+                )
+            )
+        return result.rowcount or 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set; failures are logged and retried, never raised."""
+        while not stop.is_set():
+            try:
+                moved = await self.relay_once()
+                if time.monotonic() - self._purged_at > PURGE_EVERY_S:
+                    self._purged_at = time.monotonic()
+                    await self.purge()
+            except Exception as error:  # a dead relay would strand every event: keep going
+                if is_infrastructure_error(error):
+                    log.warning("outbox relay waiting", extra={"error": str(error)})
+                else:
+                    log.exception("outbox relay failed; retrying")
+                await _wait(stop, 1.0)
+                continue
+            if moved < self._batch_size:
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+        _, pending = await asyncio.wait(
+            waiters, timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _fields(row: sa.RowMapping) -> dict[bytes, bytes]:
+    fields = {b"type": row["message_type"].encode(), b"payload": bytes(row["payload"])}
+    if row["traceparent"]:
+        fields[b"traceparent"] = row["traceparent"].encode()
+    if row["tracestate"]:
+        fields[b"tracestate"] = row["tracestate"].encode()
+    return fields
