@@ -335,7 +335,11 @@ async def test_messages_page_newest_first_and_mark_read(internal: Any, admin: An
     )
     assert fully.conversation.unread_count == 0
     await assert_refused(
-        admin.ListMessages(pb.ListMessagesRequest(tenant_id=tenant_id, conversation_id="nope")),
+        admin.ListMessages(
+            pb.ListMessagesRequest(
+                tenant_id=tenant_id, conversation_id="00000000-0000-4000-8000-000000000000"
+            )
+        ),
         grpc.StatusCode.NOT_FOUND,
         "conversation_id",
     )

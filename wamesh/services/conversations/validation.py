@@ -6,10 +6,12 @@ sees valid data and no input can reach Postgres in a shape that makes it fail.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from wamesh.common.v1 import content_pb2
@@ -33,8 +35,28 @@ class Participants:
     customer_number: str
 
 
+def no_nul_characters(message: ProtoMessage, prefix: str = "") -> None:
+    """Postgres text cannot hold U+0000; a request carrying one is refused, naming the field."""
+    for descriptor, value in message.ListFields():
+        field = f"{prefix}{descriptor.name}"
+        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if "\x00" in key or (isinstance(item, str) and "\x00" in item):
+                    raise InvalidArgument("must not contain NUL characters", field=field)
+        elif descriptor.type == descriptor.TYPE_MESSAGE:
+            items = value if descriptor.is_repeated else [value]
+            for index, item in enumerate(items):
+                suffix = f"[{index}]" if descriptor.is_repeated else ""
+                no_nul_characters(item, f"{field}{suffix}.")
+        elif descriptor.type == descriptor.TYPE_STRING:
+            texts = value if descriptor.is_repeated else [value]
+            if any("\x00" in text for text in texts):
+                raise InvalidArgument("must not contain NUL characters", field=field)
+
+
 def inbound(request: pb.RecordInboundRequest) -> Participants:
     ids.tenant_id(request.tenant_id)
+    no_nul_characters(request)
     message = request.message
     ids.twilio_sid(message.message_sid, field="message.message_sid")
     customer = _number(message.from_address, "message.from_address")
@@ -60,6 +82,7 @@ def inbound(request: pb.RecordInboundRequest) -> Participants:
 
 def outbound(request: pb.RecordOutboundRequest) -> Participants:
     ids.tenant_id(request.tenant_id)
+    no_nul_characters(request)
     idempotency_key(request.idempotency_key)
     sender = _number(request.sender_number, "sender_number")
     customer = _number(request.customer_number, "customer_number")
@@ -112,7 +135,10 @@ def page_size(value: int) -> int:
 def conversation_id(value: str) -> str:
     if not value:
         raise InvalidArgument("is required", field="conversation_id")
-    return _bounded(value, "conversation_id", 64)
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument("is not a conversation id", field="conversation_id") from None
 
 
 def number(value: str, field: str) -> str:
