@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from typing import Any
@@ -9,10 +10,13 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+import redis.asyncio as aioredis
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
+from wamesh.events.v1 import events_pb2
 from wamesh.libs.rpc.errors import domain_error_from_rpc_error
 from wamesh.services.conversations.settings import ConversationsSettings
+from wamesh.services.conversations.store import INBOUND_STREAM
 
 
 def make_settings(database_url: str, redis_url: str, **overrides: Any) -> ConversationsSettings:
@@ -85,3 +89,23 @@ async def assert_refused(call: Any, code: grpc.StatusCode, field: str | None = N
         assert domain_error is not None
         assert domain_error.field == field, error.details()
     return error.details() or ""
+
+
+async def inbound_events(redis: aioredis.Redis) -> list[events_pb2.InboundMessageEvent]:
+    entries = await redis.xrange(INBOUND_STREAM)
+    return [events_pb2.InboundMessageEvent.FromString(f[b"payload"]) for _, f in entries]
+
+
+async def wait_for_events(
+    redis: aioredis.Redis, message_ids: set[str], timeout_s: float = 15
+) -> list[events_pb2.InboundMessageEvent]:
+    """The stream's events for ``message_ids`` once all have arrived (fails after timeout)."""
+
+    async def arrived() -> list[events_pb2.InboundMessageEvent]:
+        while True:
+            events = [e for e in await inbound_events(redis) if e.message_id in message_ids]
+            if {e.message_id for e in events} >= message_ids:
+                return events
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(arrived(), timeout_s)
