@@ -111,3 +111,31 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+async def _run_wamesh(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    import asyncio
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wamesh",
+        *args,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def wamesh_cli() -> object:
+    """``await wamesh_cli(*args, env=...)``: run ``wamesh`` as a process; (exit code, out, err).
+
+    Asynchronous, so a service served in-process by the test keeps answering meanwhile.
+    """
+    return _run_wamesh

@@ -17,12 +17,14 @@ from rich.table import Table
 
 from wamesh.libs.localinfra import SERVICE_DATABASES, LocalInfra
 from wamesh.services import available_services, service_main
+from wamesh.services.conversations.cli import conversations_app
 from wamesh.services.tenants.cli import tenants_app
 
 app = typer.Typer(help="wamesh: a multi-tenant WhatsApp backend on Twilio.", no_args_is_help=True)
 dev_app = typer.Typer(help="Local development: real servers from Python wheels.")
 app.add_typer(dev_app, name="dev")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(conversations_app, name="conversations")
 console = Console(stderr=True)
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
-import sys
 from typing import Any
 
 from wamesh.libs.rpc.server import GrpcService
@@ -16,28 +14,14 @@ from wamesh.tenants.v1 import tenants_pb2 as pb
 from tenants_testkit import ACCOUNT_SID, KEY_1, unique_id, unique_number  # isort: skip
 
 
-async def wamesh(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wamesh",
-        *args,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-async def test_the_admin_commands_drive_the_service(service: GrpcService, internal: Any) -> None:
+async def test_the_admin_commands_drive_the_service(
+    service: GrpcService, internal: Any, wamesh_cli: Any
+) -> None:
     env = {"WAMESH_TENANTS_TARGET": f"127.0.0.1:{service.port}"}
     tenant_id, number = unique_id("cli"), unique_number()
 
     async def ok(*args: str, extra_env: dict[str, str] | None = None) -> str:
-        code, out, err = await wamesh("tenants", *args, env={**env, **(extra_env or {})})
+        code, out, err = await wamesh_cli("tenants", *args, env={**env, **(extra_env or {})})
         assert code == 0, err
         return out
 
@@ -69,17 +53,19 @@ async def test_the_admin_commands_drive_the_service(service: GrpcService, intern
     assert credentials.credentials.auth_token == "cli-secret-token"
 
 
-async def test_refusals_exit_non_zero_naming_status_and_field(service: GrpcService) -> None:
+async def test_refusals_exit_non_zero_naming_status_and_field(
+    service: GrpcService, wamesh_cli: Any
+) -> None:
     env = {"WAMESH_TENANTS_TARGET": f"127.0.0.1:{service.port}"}
 
-    code, _, err = await wamesh("tenants", "add-number", unique_id(), "not-a-number", env=env)
+    code, _, err = await wamesh_cli("tenants", "add-number", unique_id(), "not-a-number", env=env)
     assert code == 1
     assert "INVALID_ARGUMENT" in err
     assert "number:" in err
-    code, _, err = await wamesh("tenants", "get", unique_id("nobody"), env=env)
+    code, _, err = await wamesh_cli("tenants", "get", unique_id("nobody"), env=env)
     assert code == 1
     assert "NOT_FOUND" in err
-    code, _, err = await wamesh(
+    code, _, err = await wamesh_cli(
         "tenants", "get", "x-tenant", env={**env, "WAMESH_ADMIN_TOKEN": "wrong"}
     )
     assert code == 1
@@ -87,7 +73,7 @@ async def test_refusals_exit_non_zero_naming_status_and_field(service: GrpcServi
 
 
 async def test_rotate_key_reseals_under_the_new_key(
-    service: GrpcService, admin: Any, internal: Any, settings: TenantsSettings
+    service: GrpcService, admin: Any, internal: Any, settings: TenantsSettings, wamesh_cli: Any
 ) -> None:
     tenant = (
         await admin.CreateTenant(
@@ -107,17 +93,17 @@ async def test_rotate_key_reseals_under_the_new_key(
         "WAMESH_CREDENTIAL_ACTIVE_KEY": "k2",
     }
 
-    code, out, err = await wamesh("tenants", "rotate-key", "--json", env=env)
+    code, out, err = await wamesh_cli("tenants", "rotate-key", "--json", env=env)
 
     assert code == 0, err
     report = json.loads(out)
     assert report["active_key"] == "k2"
     assert report["resealed"] >= 1
-    code, out, err = await wamesh("tenants", "rotate-key", "--json", env=env)
+    code, out, err = await wamesh_cli("tenants", "rotate-key", "--json", env=env)
     assert json.loads(out)["resealed"] == 0
     # The running service still holds the old key only: it can no longer open the new seal,
     # which proves the row really changed key (the services get the new key before rotating).
-    code, _, err = await wamesh(
+    code, _, err = await wamesh_cli(
         "tenants",
         "rotate-key",
         env={**env, "WAMESH_CREDENTIAL_KEYS": KEY_1, "WAMESH_CREDENTIAL_ACTIVE_KEY": "k1"},

@@ -15,16 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import grpc
-import grpc.aio
 import typer
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from wamesh.libs.rpc.cli import call
 from wamesh.libs.settings import DEV_ADMIN_TOKEN
 from wamesh.tenants.v1 import tenants_pb2 as pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
@@ -47,25 +45,8 @@ _STATUS = {"active": pb.TENANT_STATUS_ACTIVE, "suspended": pb.TENANT_STATUS_SUSP
 
 
 def _call(target: str, token: str, method: Callable[[Any], Any]) -> Any:
-    """Run ``method(stub)``, one RPC; a failure prints its status and message and exits 1.
-
-    (The generated stubs type calls as sync-or-async unions, hence ``Any``.)
-    """
-    from wamesh.libs.rpc.client import make_channel
-
-    async def run() -> Any:
-        async with make_channel(target, token=token) as channel:
-            return await method(tenants_pb2_grpc.TenantRegistryStub(channel))
-
-    try:
-        return asyncio.run(run())
-    except grpc.aio.AioRpcError as error:
-        from wamesh.libs.rpc.errors import domain_error_from_rpc_error
-
-        domain_error = domain_error_from_rpc_error(error)
-        message = str(domain_error) if domain_error is not None else error.details() or ""
-        _err.print(f"[red]{error.code().name}[/red]: {escape(message)}", highlight=False)
-        raise typer.Exit(1) from None
+    """Run ``method(stub)``, one TenantRegistry RPC; a failure prints and exits 1."""
+    return call(target, token, lambda channel: method(tenants_pb2_grpc.TenantRegistryStub(channel)))
 
 
 def _as_dict(message: Message) -> dict[str, Any]:
