@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,13 +82,28 @@ def servers() -> Iterator[TestServers]:
 
 
 @pytest.fixture(scope="module")
-def database_dsn(servers: TestServers, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty database for this test module, dropped afterwards."""
-    module = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.lower())[-40:]
-    name = f"t_{module}_{uuid.uuid4().hex[:6]}"
-    _admin_psql(servers, f'CREATE DATABASE "{name}"')
-    yield servers.database_dsn(name)
-    _admin_psql(servers, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def new_database(
+    servers: TestServers, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """``new_database(label)``: the DSN of a fresh, empty database, dropped after the module."""
+    module = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.lower())[-30:]
+    created: list[str] = []
+
+    def create(label: str) -> str:
+        name = f"t_{module}_{label}_{uuid.uuid4().hex[:6]}"
+        _admin_psql(servers, f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return servers.database_dsn(name)
+
+    yield create
+    for name in created:
+        _admin_psql(servers, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def database_dsn(new_database: Callable[[str], str]) -> str:
+    """A fresh, empty database for this test module."""
+    return new_database("db")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,110 @@
+"""A real mesh for the ingress tests: tenants and conversations over gRPC on real sockets,
+their own databases on the suite's Postgres, the suite's Redis, and the ingress app under
+uvicorn."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from ingress_testkit import (  # noqa: E402
+    Tenant,
+    conversations_settings,
+    create_tenant,
+    serve_ingress,
+    tenants_settings,
+)
+
+from wamesh.libs.migrations import service_histories, upgrade_database  # noqa: E402
+from wamesh.libs.rpc.server import GrpcService  # noqa: E402
+from wamesh.services.conversations.app import conversations_service  # noqa: E402
+from wamesh.services.ingress.settings import IngressSettings  # noqa: E402
+from wamesh.services.tenants.app import tenants_service  # noqa: E402
+
+HISTORIES = {history.name: history for history in service_histories()}
+
+
+@dataclass
+class Databases:
+    tenants: str
+    conversations: str
+
+
+@pytest.fixture(scope="module")
+def databases(new_database: Callable[[str], str]) -> Databases:
+    dsns = Databases(new_database("tenants"), new_database("conversations"))
+    upgrade_database(dsns.tenants, HISTORIES["tenants"])
+    upgrade_database(dsns.conversations, HISTORIES["conversations"])
+    return dsns
+
+
+@pytest.fixture
+async def tenants(databases: Databases, redis_url: str) -> AsyncIterator[GrpcService]:
+    settings = tenants_settings(databases.tenants, redis_url)
+    async with tenants_service(settings, registry=CollectorRegistry()) as server:
+        yield server
+
+
+@pytest.fixture
+async def conversations(databases: Databases, redis_url: str) -> AsyncIterator[GrpcService]:
+    settings = conversations_settings(databases.conversations, redis_url)
+    async with conversations_service(settings, registry=CollectorRegistry()) as server:
+        yield server
+
+
+def ingress_settings(
+    tenants: GrpcService, conversations_port: int, redis_url: str, **overrides: Any
+) -> IngressSettings:
+    values: dict[str, Any] = {
+        "http_listen": "127.0.0.1:0",
+        "redis_url": redis_url,
+        "tenants_target": f"127.0.0.1:{tenants.port}",
+        "conversations_target": f"127.0.0.1:{conversations_port}",
+        "rpc_timeout_s": 2.0,
+        **overrides,
+    }
+    return IngressSettings(**values)
+
+
+@pytest.fixture
+def ingress_overrides() -> dict[str, Any]:
+    """Settings a test module changes (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def ingress_registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+async def client(
+    tenants: GrpcService,
+    conversations: GrpcService,
+    redis_url: str,
+    ingress_overrides: dict[str, Any],
+    ingress_registry: CollectorRegistry,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the ingress, which runs over the real tenants and conversations."""
+    settings = ingress_settings(tenants, conversations.port, redis_url, **ingress_overrides)
+    async with (
+        serve_ingress(settings, ingress_registry) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def tenant(tenants: GrpcService) -> Tenant:
+    return await create_tenant(tenants.port)

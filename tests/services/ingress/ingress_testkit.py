@@ -1,0 +1,214 @@
+"""Helpers of the ingress tests: a running mesh (tenants, conversations, ingress) and Twilio's
+own signing (the twilio library's RequestValidator, as Twilio computes it)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.datastructures import ImmutableMultiDict
+from twilio.request_validator import RequestValidator
+
+from wamesh.conversations.v1 import conversations_pb2 as conversations_pb
+from wamesh.libs.rpc.client import make_channel
+from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
+from wamesh.services.conversations.settings import ConversationsSettings
+from wamesh.services.ingress.app import create_app
+from wamesh.services.ingress.settings import IngressSettings
+from wamesh.services.tenants.settings import TenantsSettings
+from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
+from wamesh.tenants.v1 import tenants_pb2_grpc
+
+CREDENTIAL_KEYS = "k1:" + base64.b64encode(os.urandom(32)).decode()
+Params = Sequence[tuple[str, str]]
+
+
+def tenants_settings(database_url: str, redis_url: str, **overrides: Any) -> TenantsSettings:
+    return TenantsSettings(
+        grpc_listen="127.0.0.1:0",
+        metrics_listen="",
+        database_url=database_url,
+        redis_url=redis_url,
+        credential_keys=CREDENTIAL_KEYS,
+        credential_active_key="k1",
+        shutdown_grace_s=0,
+        **overrides,
+    )
+
+
+def conversations_settings(
+    database_url: str, redis_url: str, **overrides: Any
+) -> ConversationsSettings:
+    values: dict[str, Any] = {
+        "grpc_listen": "127.0.0.1:0",
+        "metrics_listen": "",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "shutdown_grace_s": 0,
+        "outbox_poll_s": 0.05,
+        **overrides,
+    }
+    return ConversationsSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def serve_ingress(
+    settings: IngressSettings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[int]:
+    """The ingress app under a real uvicorn on 127.0.0.1; yields its port."""
+    app = create_app(settings, registry=registry or CollectorRegistry())
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        proxy_headers=False,
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+    port: int = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    number: str
+    auth_token: str
+    account_sid: str
+
+
+async def create_tenant(
+    tenants_port: int, *, inbound_per_minute: int = 20, account_sid: str | None = None
+) -> Tenant:
+    tenant_id = f"t-{uuid.uuid4().hex[:10]}"
+    number = "+1444" + str(secrets.randbelow(10**7)).zfill(7)
+    token = secrets.token_hex(16)
+    account = account_sid or "AC" + secrets.token_hex(16)
+    async with make_channel(f"127.0.0.1:{tenants_port}", token=DEV_ADMIN_TOKEN) as channel:
+        admin: Any = tenants_pb2_grpc.TenantRegistryStub(channel)
+        await admin.CreateTenant(
+            tenants_pb.CreateTenantRequest(
+                request_id=tenant_id,
+                tenant_id=tenant_id,
+                display_name=tenant_id,
+                limits=tenants_pb.Limits(inbound_messages_per_minute=inbound_per_minute),
+            )
+        )
+        await admin.AddSenderNumber(
+            tenants_pb.AddSenderNumberRequest(tenant_id=tenant_id, number=number)
+        )
+        await admin.SetCredentials(
+            tenants_pb.SetCredentialsRequest(
+                tenant_id=tenant_id,
+                credentials=tenants_pb.TwilioCredentials(account_sid=account, auth_token=token),
+            )
+        )
+    return Tenant(tenant_id, number, token, account)
+
+
+def message_params(
+    tenant: Tenant, customer: str | None = None, **fields: str
+) -> list[tuple[str, str]]:
+    customer = customer or "+1555" + str(secrets.randbelow(10**7)).zfill(7)
+    sid = "SM" + secrets.token_hex(16)
+    values = {
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ProfileName": "Ana",
+        "MessageType": "text",
+        "SmsSid": sid,
+        "WaId": customer.removeprefix("+"),
+        "SmsStatus": "received",
+        "Body": "Hola, quiero una paella",
+        "To": f"whatsapp:{tenant.number}",
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": sid,
+        "AccountSid": tenant.account_sid,
+        "From": f"whatsapp:{customer}",
+        "ApiVersion": "2010-04-01",
+        **fields,
+    }
+    return list(values.items())
+
+
+def sign(token: str, url: str, params: Params) -> str:
+    """X-Twilio-Signature as Twilio computes it for ``url`` and the form ``params``."""
+    return str(RequestValidator(token).compute_signature(url, ImmutableMultiDict(params)))
+
+
+async def post_signed(
+    client: httpx.AsyncClient,
+    path: str,
+    params: Params,
+    token: str,
+    *,
+    signed_url: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    url = signed_url or f"{client.base_url}".rstrip("/") + path
+    return await client.post(
+        path,
+        content=urlencode(params),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": sign(token, url, params),
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+            **(headers or {}),
+        },
+    )
+
+
+async def stored_messages(
+    conversations_port: int, tenant_id: str
+) -> list[conversations_pb.Message]:
+    """Every message of every conversation of ``tenant_id``, as the store has them."""
+    from wamesh.conversations.v1 import conversations_pb2_grpc
+
+    messages: list[conversations_pb.Message] = []
+    async with make_channel(f"127.0.0.1:{conversations_port}", token=DEV_ADMIN_TOKEN) as channel:
+        stub: Any = conversations_pb2_grpc.ConversationStoreStub(channel)
+        listed = await stub.ListConversations(
+            conversations_pb.ListConversationsRequest(tenant_id=tenant_id, page_size=500)
+        )
+        for conversation in listed.conversations:
+            token = ""
+            while True:
+                page = await stub.ListMessages(
+                    conversations_pb.ListMessagesRequest(
+                        tenant_id=tenant_id,
+                        conversation_id=conversation.id,
+                        page_size=500,
+                        page_token=token,
+                    )
+                )
+                messages += page.messages
+                token = page.next_page_token
+                if not token:
+                    break
+    return messages
+
+
+INTERNAL_TOKEN = DEV_INTERNAL_TOKEN

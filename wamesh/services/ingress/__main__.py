@@ -1,0 +1,37 @@
+"""``wamesh serve ingress``: the webhook door, configured from WAMESH_* variables."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from wamesh.libs.logs import configure_logging
+from wamesh.libs.telemetry import configure_tracing, instrument_asgi, instrument_redis
+from wamesh.services.ingress.app import create_app
+from wamesh.services.ingress.settings import IngressSettings
+
+
+def main() -> None:
+    settings = IngressSettings()
+    configure_logging(
+        settings.service_name, level=settings.log_level, log_format=settings.log_format
+    )
+    configure_tracing(settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    instrument_redis()
+    host, _, port = settings.http_listen.rpartition(":")
+    uvicorn.run(
+        instrument_asgi(create_app(settings)),
+        host=host.strip("[]") or "0.0.0.0",
+        port=int(port),
+        loop="uvloop",
+        http="httptools",
+        # X-Forwarded-* are read by the ingress itself, from trusted proxies only.
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

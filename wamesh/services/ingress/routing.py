@@ -1,0 +1,99 @@
+"""Which tenant a sender number belongs to, and how to check its signatures: an in-process
+cache over ``tenants.ResolveNumber`` and ``tenants.GetCredentials``.
+
+Entries are dropped the moment the registry publishes an invalidation (and all of them
+whenever the subscription restarts, since messages may have been missed); a TTL bounds
+the damage of anything else. Concurrent misses for one number share one lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from twilio.request_validator import RequestValidator
+
+from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
+from wamesh.tenants.v1 import tenants_pb2_grpc
+
+
+class UnknownNumber(LookupError):
+    """No tenant has this sender number."""
+
+
+class NoCredentials(LookupError):
+    """The tenant has no Twilio credentials: no signature of its can be checked."""
+
+
+@dataclass(frozen=True)
+class TenantRoute:
+    tenant_id: str
+    active: bool
+    inbound_per_minute: int
+    validator: RequestValidator
+    expires_at: float
+
+
+class Routes:
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float, ttl_s: float) -> None:
+        self._stub: Any = tenants_pb2_grpc.TenantRegistryStub(channel)
+        self._timeout_s = timeout_s
+        self._ttl_s = ttl_s
+        self._routes: dict[str, TenantRoute] = {}
+        self._loading: dict[str, asyncio.Future[TenantRoute]] = {}
+        # Raised by every invalidation: a lookup that started before one must not be cached.
+        self._generation = 0
+
+    async def resolve(self, number: str) -> TenantRoute:
+        route = self._routes.get(number)
+        if route is not None and route.expires_at > time.monotonic():
+            return route
+        loading = self._loading.get(number)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(number))
+            self._loading[number] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(number, None))
+        return await asyncio.shield(loading)
+
+    def invalidate(self, invalidation: tenants_pb.TenantInvalidation) -> None:
+        self._generation += 1
+        for number in invalidation.numbers:
+            self._routes.pop(number, None)
+        for number, route in list(self._routes.items()):
+            if route.tenant_id == invalidation.tenant_id:
+                del self._routes[number]
+
+    def reset(self) -> None:
+        self._generation += 1
+        self._routes.clear()
+
+    async def _load(self, number: str) -> TenantRoute:
+        generation = self._generation
+        try:
+            resolved = await self._stub.ResolveNumber(
+                tenants_pb.ResolveNumberRequest(number=number), timeout=self._timeout_s
+            )
+            credentials = await self._stub.GetCredentials(
+                tenants_pb.GetCredentialsRequest(tenant_id=resolved.tenant_id),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise UnknownNumber(number) from None
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise NoCredentials(number) from None
+            raise
+        route = TenantRoute(
+            tenant_id=resolved.tenant_id,
+            active=resolved.status == tenants_pb.TENANT_STATUS_ACTIVE,
+            inbound_per_minute=resolved.limits.inbound_messages_per_minute,
+            validator=RequestValidator(credentials.credentials.auth_token),
+            expires_at=time.monotonic() + self._ttl_s,
+        )
+        if generation == self._generation:
+            self._routes[number] = route
+        return route
