@@ -42,6 +42,9 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.service_config_disable_resolution", 1),
     # Find a dead peer on an idle connection before a call waits on it until its deadline.
     ("grpc.keepalive_time_ms", 30_000),
+    # A restarted peer is found within seconds (the default backoff grows to two minutes).
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
