@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,8 +53,10 @@ async def test_engine_heals_after_a_postgres_restart(engine: AsyncEngine, server
     if servers.postgres is None:
         pytest.skip("external PostgreSQL: the harness cannot restart it")
     assert await _count(engine) == 0  # the pool now holds a live connection
-    servers.postgres.stop()
-    servers.postgres.start()
+    # In a thread, as in a live service: the event loop keeps running and sees the
+    # server close the pooled connection.
+    await asyncio.to_thread(servers.postgres.stop)
+    await asyncio.to_thread(servers.postgres.start)
     async with engine.begin() as connection:
         await connection.execute(text("INSERT INTO items VALUES (3)"))
     assert await _count(engine) == 1
