@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,11 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from ingress_testkit import (  # noqa: E402
+    Databases,
     Tenant,
     conversations_settings,
     create_tenant,
+    ingress_settings,
     serve_ingress,
     tenants_settings,
 )
@@ -29,16 +30,9 @@ from ingress_testkit import (  # noqa: E402
 from wamesh.libs.migrations import service_histories, upgrade_database  # noqa: E402
 from wamesh.libs.rpc.server import GrpcService  # noqa: E402
 from wamesh.services.conversations.app import conversations_service  # noqa: E402
-from wamesh.services.ingress.settings import IngressSettings  # noqa: E402
 from wamesh.services.tenants.app import tenants_service  # noqa: E402
 
 HISTORIES = {history.name: history for history in service_histories()}
-
-
-@dataclass
-class Databases:
-    tenants: str
-    conversations: str
 
 
 @pytest.fixture(scope="module")
@@ -61,20 +55,6 @@ async def conversations(databases: Databases, redis_url: str) -> AsyncIterator[G
     settings = conversations_settings(databases.conversations, redis_url)
     async with conversations_service(settings, registry=CollectorRegistry()) as server:
         yield server
-
-
-def ingress_settings(
-    tenants: GrpcService, conversations_port: int, redis_url: str, **overrides: Any
-) -> IngressSettings:
-    values: dict[str, Any] = {
-        "http_listen": "127.0.0.1:0",
-        "redis_url": redis_url,
-        "tenants_target": f"127.0.0.1:{tenants.port}",
-        "conversations_target": f"127.0.0.1:{conversations_port}",
-        "rpc_timeout_s": 2.0,
-        **overrides,
-    }
-    return IngressSettings(**values)
 
 
 @pytest.fixture

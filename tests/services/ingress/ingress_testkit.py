@@ -22,6 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from wamesh.conversations.v1 import conversations_pb2 as conversations_pb
 from wamesh.libs.rpc.client import make_channel
+from wamesh.libs.rpc.server import GrpcService
 from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
 from wamesh.services.conversations.settings import ConversationsSettings
 from wamesh.services.ingress.app import create_app
@@ -212,3 +213,23 @@ async def stored_messages(
 
 
 INTERNAL_TOKEN = DEV_INTERNAL_TOKEN
+
+
+@dataclass
+class Databases:
+    tenants: str
+    conversations: str
+
+
+def ingress_settings(
+    tenants: GrpcService, conversations_port: int, redis_url: str, **overrides: Any
+) -> IngressSettings:
+    values: dict[str, Any] = {
+        "http_listen": "127.0.0.1:0",
+        "redis_url": redis_url,
+        "tenants_target": f"127.0.0.1:{tenants.port}",
+        "conversations_target": f"127.0.0.1:{conversations_port}",
+        "rpc_timeout_s": 2.0,
+        **overrides,
+    }
+    return IngressSettings(**values)

@@ -23,8 +23,9 @@ from wamesh.libs.rpc.server import GrpcService
 from wamesh.services.conversations.app import conversations_service
 from wamesh.services.conversations.store import INBOUND_STREAM
 
-from conftest import Databases, ingress_settings  # isort: skip
 from ingress_testkit import (  # isort: skip
+    Databases,
+    ingress_settings,
     Tenant,
     conversations_settings,
     message_params,

@@ -563,6 +563,111 @@ class RecordInboundRequest(_message.Message):
 Global___RecordInboundRequest: _TypeAlias = RecordInboundRequest  # noqa: Y015
 
 @_typing.final
+class RecordInboundBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordInboundRequest]:
+        """At most 500."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___RecordInboundRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordInboundBatchRequest: _TypeAlias = RecordInboundBatchRequest  # noqa: Y015
+
+@_typing.final
+class RecordInboundBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordInboundResult]:
+        """One per request, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RecordInboundResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordInboundBatchResponse: _TypeAlias = RecordInboundBatchResponse  # noqa: Y015
+
+@_typing.final
+class RecordInboundResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    """The stored message (the original one for a duplicate); empty when refused."""
+    conversation_id: _builtins.str
+    duplicate: _builtins.bool
+    @_builtins.property
+    def refusal(self) -> Global___RecordRefusal:
+        """Set when this request was refused, as RecordInbound would have refused it."""
+
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        duplicate: _builtins.bool = ...,
+        refusal: Global___RecordRefusal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refusal", b"refusal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "duplicate", b"duplicate", "message_id", b"message_id", "refusal", b"refusal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordInboundResult: _TypeAlias = RecordInboundResult  # noqa: Y015
+
+@_typing.final
+class RecordRefusal(_message.Message):
+    """Why one request of a batch was refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code RecordInbound would have answered (e.g. 3, INVALID_ARGUMENT)."""
+    message: _builtins.str
+    field: _builtins.str
+    """The offending field, e.g. "message.from_address"."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRefusal: _TypeAlias = RecordRefusal  # noqa: Y015
+
+@_typing.final
 class RecordInboundResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -43,6 +43,11 @@ class ConversationStoreStub:
                 request_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundRequest.SerializeToString,
                 response_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundResponse.FromString,
                 _registered_method=True)
+        self.RecordInboundBatch = channel.unary_unary(
+                '/wamesh.conversations.v1.ConversationStore/RecordInboundBatch',
+                request_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundBatchRequest.SerializeToString,
+                response_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundBatchResponse.FromString,
+                _registered_method=True)
         self.RecordOutbound = channel.unary_unary(
                 '/wamesh.conversations.v1.ConversationStore/RecordOutbound',
                 request_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordOutboundRequest.SerializeToString,
@@ -90,6 +95,16 @@ class ConversationStoreServicer:
     def RecordInbound(self, request, context):
         """Stores an inbound message and, in the same transaction, its outbox row for the "inbound"
         stream. Idempotent on message_sid: a repeat returns the original and changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordInboundBatch(self, request, context):
+        """RecordInbound for several messages in one call and one statement (ingress groups the
+        webhooks that arrive while a call is in flight). Each request succeeds or is refused
+        on its own; the call as a whole fails only when the store cannot work (UNAVAILABLE),
+        and then nothing of it was stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +170,11 @@ def add_ConversationStoreServicer_to_server(servicer, server):
                     servicer.RecordInbound,
                     request_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundRequest.FromString,
                     response_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundResponse.SerializeToString,
+            ),
+            'RecordInboundBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInboundBatch,
+                    request_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundBatchRequest.FromString,
+                    response_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundBatchResponse.SerializeToString,
             ),
             'RecordOutbound': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordOutbound,
@@ -223,6 +243,33 @@ class ConversationStore:
             '/wamesh.conversations.v1.ConversationStore/RecordInbound',
             wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundRequest.SerializeToString,
             wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInboundBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wamesh.conversations.v1.ConversationStore/RecordInboundBatch',
+            wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundBatchRequest.SerializeToString,
+            wamesh_dot_conversations_dot_v1_dot_conversations__pb2.RecordInboundBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,12 @@ class ConversationStoreStub:
     """Stores an inbound message and, in the same transaction, its outbox row for the "inbound"
     stream. Idempotent on message_sid: a repeat returns the original and changes nothing.
     """
+    RecordInboundBatch: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.RecordInboundBatchRequest, _conversations_pb2.RecordInboundBatchResponse]
+    """RecordInbound for several messages in one call and one statement (ingress groups the
+    webhooks that arrive while a call is in flight). Each request succeeds or is refused
+    on its own; the call as a whole fails only when the store cannot work (UNAVAILABLE),
+    and then nothing of it was stored.
+    """
     RecordOutbound: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.RecordOutboundRequest, _conversations_pb2.RecordOutboundResponse]
     """Stores an outbound message before it is sent. Idempotent on idempotency_key: a repeat
     returns the original.
@@ -75,6 +81,12 @@ class ConversationStoreAsyncStub(ConversationStoreStub):
     RecordInbound: _aio.UnaryUnaryMultiCallable[_conversations_pb2.RecordInboundRequest, _conversations_pb2.RecordInboundResponse]  # type: ignore[assignment]
     """Stores an inbound message and, in the same transaction, its outbox row for the "inbound"
     stream. Idempotent on message_sid: a repeat returns the original and changes nothing.
+    """
+    RecordInboundBatch: _aio.UnaryUnaryMultiCallable[_conversations_pb2.RecordInboundBatchRequest, _conversations_pb2.RecordInboundBatchResponse]  # type: ignore[assignment]
+    """RecordInbound for several messages in one call and one statement (ingress groups the
+    webhooks that arrive while a call is in flight). Each request succeeds or is refused
+    on its own; the call as a whole fails only when the store cannot work (UNAVAILABLE),
+    and then nothing of it was stored.
     """
     RecordOutbound: _aio.UnaryUnaryMultiCallable[_conversations_pb2.RecordOutboundRequest, _conversations_pb2.RecordOutboundResponse]  # type: ignore[assignment]
     """Stores an outbound message before it is sent. Idempotent on idempotency_key: a repeat
@@ -113,6 +125,18 @@ class ConversationStoreServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_conversations_pb2.RecordInboundResponse, _abc.Awaitable[_conversations_pb2.RecordInboundResponse]]:
         """Stores an inbound message and, in the same transaction, its outbox row for the "inbound"
         stream. Idempotent on message_sid: a repeat returns the original and changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordInboundBatch(
+        self,
+        request: _conversations_pb2.RecordInboundBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversations_pb2.RecordInboundBatchResponse, _abc.Awaitable[_conversations_pb2.RecordInboundBatchResponse]]:
+        """RecordInbound for several messages in one call and one statement (ingress groups the
+        webhooks that arrive while a call is in flight). Each request succeeds or is refused
+        on its own; the call as a whole fails only when the store cannot work (UNAVAILABLE),
+        and then nothing of it was stored.
         """
 
     @_abc_1.abstractmethod

@@ -15,13 +15,15 @@ import grpc
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
 from wamesh.libs import ids
-from wamesh.libs.errors import InvalidArgument
+from wamesh.libs.errors import DomainError, InvalidArgument
 from wamesh.libs.rpc.auth import Access, require_tenant_access, requires
+from wamesh.libs.rpc.errors import status_code_for
 from wamesh.services.conversations import paging, validation
-from wamesh.services.conversations.store import ConversationStore, StatusChange
+from wamesh.services.conversations.store import ConversationStore, InboundItem, StatusChange
 
 Context = grpc.aio.ServicerContext[Any, Any]
 READERS = Access.ADMIN | Access.TENANT
+MAX_BATCH = 500
 
 
 class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer):
@@ -41,6 +43,45 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         if not response.duplicate:
             self._on_event()
         return response
+
+    @requires(Access.INTERNAL)
+    async def RecordInboundBatch(
+        self, request: pb.RecordInboundBatchRequest, context: Context
+    ) -> pb.RecordInboundBatchResponse:
+        if len(request.requests) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} requests", field="requests")
+        results = [pb.RecordInboundResult() for _ in request.requests]
+        first_of: dict[str, int] = {}  # MessageSid → index of its first valid request
+        items: list[tuple[int, InboundItem]] = []
+        for index, one in enumerate(request.requests):
+            try:
+                participants = validation.inbound(one)
+                received_at = validation.when(one.received_at, one.HasField("received_at"))
+            except DomainError as error:
+                results[index].refusal.CopyFrom(_refusal(error))
+                continue
+            if one.message.message_sid not in first_of:
+                first_of[one.message.message_sid] = index
+                items.append((index, InboundItem(one, participants, received_at)))
+        outcomes = await self._store.record_inbound_batch([item for _, item in items])
+        for (index, _), outcome in zip(items, outcomes, strict=True):
+            result = results[index]
+            if outcome.refusal is not None:
+                result.refusal.CopyFrom(_refusal(outcome.refusal))
+            else:
+                result.message_id = outcome.message_id
+                result.conversation_id = outcome.conversation_id
+                result.duplicate = outcome.duplicate
+        for index, one in enumerate(request.requests):
+            first = first_of.get(one.message.message_sid)
+            if first is not None and first != index and not results[index].HasField("refusal"):
+                # A repeat within the batch: the answer of its first, as a duplicate.
+                results[index].CopyFrom(results[first])
+                if not results[first].HasField("refusal"):
+                    results[index].duplicate = True
+        if any(not o.duplicate and o.refusal is None for o in outcomes):
+            self._on_event()
+        return pb.RecordInboundBatchResponse(results=results)
 
     @requires(Access.INTERNAL)
     async def RecordOutbound(
@@ -161,6 +202,12 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
             through = validation.when(request.read_through, True)
         conversation = await self._store.mark_read(tenant_id, conversation_id, through)
         return pb.MarkReadResponse(conversation=conversation)
+
+
+def _refusal(error: DomainError) -> pb.RecordRefusal:
+    return pb.RecordRefusal(
+        code=status_code_for(error).value[0], message=error.message, field=error.field or ""
+    )
 
 
 def _readable_tenant(tenant_id: str) -> str:

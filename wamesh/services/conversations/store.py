@@ -51,6 +51,31 @@ class StatusChange:
     error_message: str = ""
 
 
+@dataclass(frozen=True)
+class InboundItem:
+    request: pb.RecordInboundRequest
+    participants: Participants
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    message_id: str
+    conversation_id: str
+    duplicate: bool
+    refusal: AlreadyExists | None = None
+
+
+_OTHER_TENANT = AlreadyExists(
+    "this MessageSid is already stored for another tenant", field="message.message_sid"
+)
+_BATCH_COLUMNS = (
+    "message_ids", "tenant_ids", "conversation_ids", "bodies", "contents", "sids", "histories",
+    "received", "senders", "customers", "profile_names", "payloads", "traceparents",
+    "tracestates",
+)  # fmt: skip
+
+
 _RECORD_INBOUND = sa.text(
     """
     WITH new_message AS (
@@ -86,6 +111,71 @@ _RECORD_INBOUND = sa.text(
         FROM conversation
     )
     SELECT * FROM conversation
+    """
+)
+
+# RecordInbound for many messages: the same CTEs over unnest()ed arrays. Messages are
+# inserted in SID order and conversations upserted in id order, so two batches lock rows in
+# the same order and cannot deadlock; events keep the batch's order.
+_RECORD_INBOUND_BATCH = sa.text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:message_ids AS text[]), CAST(:tenant_ids AS text[]),
+            CAST(:conversation_ids AS text[]), CAST(:bodies AS text[]),
+            CAST(:contents AS bytea[]), CAST(:sids AS text[]), CAST(:histories AS bytea[]),
+            CAST(:received AS timestamptz[]), CAST(:senders AS text[]),
+            CAST(:customers AS text[]), CAST(:profile_names AS text[]),
+            CAST(:payloads AS bytea[]), CAST(:traceparents AS text[]),
+            CAST(:tracestates AS text[])
+        ) WITH ORDINALITY AS t(message_id, tenant_id, conversation_id, body, content,
+                               provider_sid, history, received_at, sender_number,
+                               customer_number, profile_name, payload, traceparent,
+                               tracestate, position)
+    ), new_message AS (
+        INSERT INTO messages (id, tenant_id, conversation_id, direction, status, body, content,
+                              provider_sid, error_code, error_message, status_history,
+                              created_at, updated_at)
+        SELECT message_id, tenant_id, conversation_id, :direction, :status, body, content,
+               provider_sid, 0, '', history, received_at, :recorded_at
+        FROM input ORDER BY provider_sid
+        ON CONFLICT (provider_sid) DO NOTHING
+        RETURNING id, conversation_id, created_at
+    ), arrivals AS (
+        SELECT i.conversation_id, min(i.tenant_id) AS tenant_id,
+               min(i.sender_number) AS sender_number, min(i.customer_number) AS customer_number,
+               coalesce((array_agg(i.profile_name ORDER BY i.position DESC)
+                         FILTER (WHERE i.profile_name <> ''))[1], '') AS profile_name,
+               max(n.created_at) AS last_at, count(*) AS arrived
+        FROM new_message n JOIN input i ON i.message_id = n.id
+        GROUP BY i.conversation_id
+    ), conversation AS (
+        INSERT INTO conversations AS c (id, tenant_id, sender_number, customer_number,
+                                        profile_name, last_message_at, last_inbound_at,
+                                        window_open_until, unread_count, created_at)
+        SELECT conversation_id, tenant_id, sender_number, customer_number, profile_name,
+               last_at, last_at, last_at + interval '24 hours', arrived, now()
+        FROM arrivals ORDER BY conversation_id
+        ON CONFLICT (tenant_id, sender_number, customer_number) DO UPDATE SET
+            profile_name = CASE WHEN excluded.profile_name <> '' THEN excluded.profile_name
+                                ELSE c.profile_name END,
+            last_message_at = GREATEST(c.last_message_at, excluded.last_message_at),
+            last_inbound_at = GREATEST(c.last_inbound_at, excluded.last_inbound_at),
+            window_open_until = GREATEST(c.window_open_until, excluded.window_open_until),
+            unread_count = c.unread_count + (
+                SELECT count(*) FROM new_message n
+                WHERE n.conversation_id = c.id
+                  AND (c.read_through IS NULL OR n.created_at > c.read_through))
+        RETURNING c.id
+    ), event AS (
+        INSERT INTO outbox (stream, message_type, payload, traceparent, tracestate, created_at)
+        SELECT :stream, :message_type, i.payload, i.traceparent, i.tracestate, now()
+        FROM input i
+        JOIN new_message n ON n.id = i.message_id
+        JOIN conversation c ON c.id = i.conversation_id
+        ORDER BY i.position
+    )
+    SELECT id FROM new_message
     """
 )
 
@@ -185,6 +275,46 @@ class ConversationStore:
             updated_at=recorded_at,
         )
         return pb.RecordInboundResponse(message=message, conversation=_conversation(row))
+
+    async def record_inbound_batch(self, items: Sequence[InboundItem]) -> list[BatchOutcome]:
+        """RecordInbound for each item, in one statement; one outcome per item, in order.
+
+        ``items`` must carry distinct MessageSids (the servicer folds repeats together).
+        """
+        recorded_at = datetime.now(UTC)
+        columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
+        for item in items:
+            for name, value in _batch_row(item, recorded_at).items():
+                columns[name].append(value)
+        parameters: dict[str, Any] = {
+            **columns,
+            "direction": _INBOUND,
+            "status": pb.MESSAGE_STATUS_RECEIVED,
+            "recorded_at": recorded_at,
+            "stream": INBOUND_STREAM,
+            "message_type": events_pb2.InboundMessageEvent.DESCRIPTOR.full_name,
+        }
+        async with self._autocommit() as connection:
+            inserted = set((await connection.execute(_RECORD_INBOUND_BATCH, parameters)).scalars())
+            repeated = [
+                item.request.message.message_sid
+                for item, message_id in zip(items, columns["message_ids"], strict=True)
+                if message_id not in inserted
+            ]
+            originals = await _originals(connection, repeated)
+        outcomes = []
+        for item, message_id, conversation_id in zip(
+            items, columns["message_ids"], columns["conversation_ids"], strict=True
+        ):
+            if message_id in inserted:
+                outcomes.append(BatchOutcome(message_id, conversation_id, duplicate=False))
+                continue
+            original = originals.get(item.request.message.message_sid)
+            if original is None or original[0] != item.request.tenant_id:
+                outcomes.append(BatchOutcome("", "", duplicate=False, refusal=_OTHER_TENANT))
+            else:
+                outcomes.append(BatchOutcome(original[1], original[2], duplicate=True))
+        return outcomes
 
     async def _original_inbound(
         self, connection: AsyncConnection, tenant_id: str, message_sid: str
@@ -537,6 +667,57 @@ async def _conversation_row(
             f"tenant {tenant_id} has no conversation {conversation_id}", field="conversation_id"
         )
     return row
+
+
+def _batch_row(item: InboundItem, recorded_at: datetime) -> dict[str, Any]:
+    inbound, tenant_id = item.request.message, item.request.tenant_id
+    conversation_id = conversation_id_for(tenant_id, item.participants)
+    message_id = str(uuid.uuid4())
+    event = events_pb2.InboundMessageEvent(
+        tenant_id=tenant_id,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        customer_number=item.participants.customer_number,
+        sender_number=item.participants.sender_number,
+        content=inbound,
+        rate_limited=item.request.rate_limited,
+        received_at=timestamp(item.received_at),
+        recorded_at=timestamp(recorded_at),
+    )
+    trace = _outbox_values(event)
+    return {
+        "message_ids": message_id,
+        "tenant_ids": tenant_id,
+        "conversation_ids": conversation_id,
+        "bodies": inbound.body,
+        "contents": _inbound_content(inbound, item.request.rate_limited),
+        "sids": inbound.message_sid,
+        "histories": _history([StatusChange(pb.MESSAGE_STATUS_RECEIVED, item.received_at)]),
+        "received": item.received_at,
+        "senders": item.participants.sender_number,
+        "customers": item.participants.customer_number,
+        "profile_names": inbound.profile_name,
+        "payloads": trace["payload"],
+        "traceparents": trace["traceparent"],
+        "tracestates": trace["tracestate"],
+    }
+
+
+async def _originals(
+    connection: AsyncConnection, message_sids: Sequence[str]
+) -> dict[str, tuple[str, str, str]]:
+    """MessageSid → (tenant id, message id, conversation id) of stored messages."""
+    if not message_sids:
+        return {}
+    rows = await connection.execute(
+        sa.select(
+            messages.c.provider_sid,
+            messages.c.tenant_id,
+            messages.c.id,
+            messages.c.conversation_id,
+        ).where(messages.c.provider_sid.in_(message_sids))
+    )
+    return {sid: (tenant, message, conversation) for sid, tenant, message, conversation in rows}
 
 
 def _inbound_content(inbound: pb.InboundMessage, rate_limited: bool) -> bytes:

@@ -44,6 +44,7 @@ from wamesh.libs.rpc.errors import is_infrastructure_error
 from wamesh.libs.tenant_invalidations import InvalidationListener
 from wamesh.services.ingress import webhooks
 from wamesh.services.ingress.admission import SourceBudget
+from wamesh.services.ingress.batching import InboundBatcher
 from wamesh.services.ingress.guard import InboundGuard, Seen
 from wamesh.services.ingress.routing import NoCredentials, Routes, TenantRoute, UnknownNumber
 from wamesh.services.ingress.settings import IngressSettings
@@ -54,7 +55,10 @@ log = logging.getLogger(__name__)
 
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # Idempotent on the store side (MessageSid, provider SID): grpc may retry them itself.
-_IDEMPOTENT = ("/wamesh.conversations.v1.ConversationStore/RecordInbound",)
+_IDEMPOTENT = (
+    "/wamesh.conversations.v1.ConversationStore/RecordInbound",
+    "/wamesh.conversations.v1.ConversationStore/RecordInboundBatch",
+)
 
 
 class IngressMetrics:
@@ -98,6 +102,13 @@ class IngressMetrics:
         )
 
 
+class StoreRefusal(Exception):
+    """The store refused one webhook of a batch (what RecordInbound would have refused)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+
+
 class Refused(Exception):
     """Answer the request with ``status`` and ``reason`` (no secrets, no message bodies)."""
 
@@ -119,6 +130,7 @@ class Ingress:
     tenants_channel: grpc.aio.Channel
     conversations_channel: grpc.aio.Channel
     replayer: SpillReplayer
+    batcher: InboundBatcher
 
     async def whatsapp(self, request: Request) -> Response:
         received_at = datetime.now(UTC)
@@ -137,7 +149,7 @@ class Ingress:
             tenant_id=route.tenant_id, message=webhook.message, rate_limited=rate_limited
         )
         store.received_at.FromDatetime(received_at)
-        await self._store(store, route.tenant_id, sid, self._record_inbound)
+        await self._store(store, route.tenant_id, sid, self._record_batched)
         return _twiml()
 
     async def status(self, request: Request) -> Response:
@@ -160,6 +172,12 @@ class Ingress:
         store.occurred_at.FromDatetime(received_at)
         await self._store(store, route.tenant_id, None, self._record_status)
         return _twiml()
+
+    async def _record_batched(self, request: Message) -> None:
+        assert isinstance(request, pb.RecordInboundRequest)
+        result = await self.batcher.record(request)
+        if result.HasField("refusal"):
+            raise StoreRefusal(result.refusal.message, result.refusal.field)
 
     async def _record_inbound(self, request: Message) -> None:
         await self.conversations.RecordInbound(request, timeout=self.settings.rpc_timeout_s)
@@ -184,6 +202,10 @@ class Ingress:
     ) -> None:
         try:
             await record(request)
+        except StoreRefusal as refusal:
+            if message_sid:
+                await self.guard.release(tenant_id, message_sid)
+            raise Refused(400, f"refused by the store: {refusal}") from None
         except grpc.aio.AioRpcError as error:
             if not is_infrastructure_error(error):
                 if message_sid:
@@ -376,6 +398,7 @@ async def _running(
         idempotent_methods=_IDEMPOTENT,
         default_timeout=settings.rpc_timeout_s,
     )
+    conversations = conversations_pb2_grpc.ConversationStoreStub(conversations_channel)
     routes = Routes(
         tenants_channel, timeout_s=settings.rpc_timeout_s, ttl_s=settings.route_cache_ttl_s
     )
@@ -386,10 +409,11 @@ async def _running(
         redis=redis,
         routes=routes,
         guard=InboundGuard(redis, dedup_ttl_s=settings.dedup_ttl_s),
-        conversations=conversations_pb2_grpc.ConversationStoreStub(conversations_channel),
+        conversations=conversations,
         tenants_channel=tenants_channel,
         conversations_channel=conversations_channel,
         replayer=SpillReplayer(redis, lambda request: ingress.replay(request)),
+        batcher=InboundBatcher(conversations, timeout_s=settings.rpc_timeout_s),
     )
     listener = InvalidationListener(redis, routes.invalidate, routes.reset)
     stop = asyncio.Event()
