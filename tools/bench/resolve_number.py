@@ -152,7 +152,7 @@ def start_service(infra: LocalInfra, port: int, profile: str | None) -> subproce
         spy = str(Path(sys.executable).parent / "py-spy")
         output_format = "raw" if profile.endswith(".txt") else "flamegraph"
         command = [spy, "record", "-r", "200", "-f", output_format, "-o", profile, "--", *command]
-    return subprocess.Popen(command, env=env)
+    return subprocess.Popen(command, env=env, stdout=sys.stderr)  # stdout: the figures
 
 
 async def measure(

@@ -45,7 +45,7 @@ from wamesh.libs.tenant_invalidations import InvalidationListener
 from wamesh.services.ingress import webhooks
 from wamesh.services.ingress.admission import SourceBudget
 from wamesh.services.ingress.batching import InboundBatcher
-from wamesh.services.ingress.guard import InboundGuard, Seen
+from wamesh.services.ingress.guard import InboundGuard
 from wamesh.services.ingress.routing import NoCredentials, Routes, TenantRoute, UnknownNumber
 from wamesh.services.ingress.settings import IngressSettings
 from wamesh.services.ingress.signatures import PublicUrls, signed_by
@@ -139,7 +139,7 @@ class Ingress:
         sid = webhook.message.message_sid
         route = await self._verified_route(request, form, webhook.sender_number, sid)
         admission = await self.guard.admit(route.tenant_id, sid, webhook.customer_number)
-        if admission.seen is Seen.STORED:
+        if admission.duplicate:
             self.metrics.duplicates.inc()
             return _twiml()
         rate_limited = admission.inbound_this_minute > route.inbound_per_minute
@@ -189,7 +189,6 @@ class Ingress:
         """Store a spilled request (the replayer's hand)."""
         if isinstance(request, pb.RecordInboundRequest):
             await self._record_inbound(request)
-            await self.guard.mark_stored(request.tenant_id, request.message.message_sid)
         else:
             await self._record_status(request)
 
@@ -204,22 +203,20 @@ class Ingress:
             await record(request)
         except StoreRefusal as refusal:
             if message_sid:
-                await self.guard.release(tenant_id, message_sid)
+                await self.guard.forget(tenant_id, message_sid)
             raise Refused(400, f"refused by the store: {refusal}") from None
         except grpc.aio.AioRpcError as error:
             if not is_infrastructure_error(error):
                 if message_sid:
-                    await self.guard.release(tenant_id, message_sid)
+                    await self.guard.forget(tenant_id, message_sid)
                 raise Refused(400, f"refused by the store: {error.details()}") from None
             self.metrics.dependency_errors.labels("conversations").inc()
             if not await spill(self.redis, request):
                 if message_sid:
-                    await self.guard.release(tenant_id, message_sid)
+                    await self.guard.forget(tenant_id, message_sid)
                 raise Refused(503, "store and spill both unavailable") from None
             self.metrics.spilled.inc()
             self.replayer.wake.set()
-        if message_sid:
-            await self.guard.mark_stored(tenant_id, message_sid)
 
     async def _form(self, request: Request) -> webhooks.Form:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -1,0 +1,418 @@
+"""Webhook ingress throughput and ack latency, against a bare Starlette app as the ceiling.
+
+    .venv/bin/python tools/bench/ingress.py [--tenants 1000] [--customers 50000]
+        [--seconds 10] [--connections 32] [--profile ingress.txt]
+
+One run, same machine, side by side:
+
+- (a) bare: a Starlette app under the same uvicorn (uvloop, httptools) that parses the same
+  form and answers ``<Response/>``: the most any Python ingress could do here;
+- (b) wamesh: ingress → tenants (cached after the first request per tenant) → Redis
+  (dedup, rate) → conversations → Postgres, all real, each service its own process.
+
+For each: throughput at saturation (``--connections`` keep-alive connections, closed loop),
+then p50/p99 ack latency at 200 and 500 requests/s offered (open loop: latency counts
+from when a request was due, so a stall is not hidden). Every request is a distinct,
+correctly signed webhook over ``--tenants`` tenants and ``--customers`` customers. The
+load generator is raw asyncio sockets: an HTTP client library would be the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import sqlalchemy as sa
+from twilio.request_validator import RequestValidator
+
+from wamesh.libs.db import make_engine
+from wamesh.libs.localinfra import LocalInfra, free_port
+from wamesh.libs.migrations import service_histories, upgrade_database
+from wamesh.services.tenants.schema import credentials, sender_numbers, tenants
+from wamesh.services.tenants.settings import TenantsSettings
+from wamesh.services.tenants.store import to_json
+from wamesh.services.tenants.validation import bot, limits
+from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
+
+TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+def bare_app() -> Any:
+    """The ceiling: parse the form as ingress does, answer empty TwiML."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def webhook(request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        if "MessageSid" not in form:
+            return Response(status_code=400)
+        return Response(TWIML, media_type="text/xml")
+
+    return Starlette(routes=[Route("/twilio/whatsapp", webhook, methods=["POST"])])
+
+
+def tenant_id(index: int) -> str:
+    return f"bench-{index:05d}"
+
+
+def sender(index: int) -> str:
+    return f"+1444{index:07d}"
+
+
+def auth_token(index: int) -> str:
+    return f"{index:032x}"
+
+
+async def seed_tenants(database_url: str, count: int) -> None:
+    cipher = TenantsSettings(database_url=database_url).cipher()
+    limit = to_json(limits(tenants_pb.Limits(inbound_messages_per_minute=1000)))
+    settings = to_json(bot(tenants_pb.BotSettings()))
+    now = datetime.now(UTC)
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            ids = range(count)
+            await connection.execute(
+                sa.insert(tenants),
+                [
+                    {
+                        "id": tenant_id(i),
+                        "create_request_id": tenant_id(i),
+                        "display_name": tenant_id(i),
+                        "status": "active",
+                        "time_zone": "UTC",
+                        "default_language": "en",
+                        "support_contact": "",
+                        "limits": limit,
+                        "bot": settings,
+                        "version": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+            await connection.execute(
+                sa.insert(sender_numbers),
+                [
+                    {
+                        "number": sender(i),
+                        "tenant_id": tenant_id(i),
+                        "messaging_service_sid": "",
+                        "added_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+            await connection.execute(
+                sa.insert(credentials),
+                [
+                    {
+                        "tenant_id": tenant_id(i),
+                        "account_sid": "AC" + "0" * 32,
+                        "api_key_sid": "",
+                        "key_id": cipher.active_key_id,
+                        "auth_token": cipher.seal(
+                            auth_token(i), tenant_id=tenant_id(i), field="auth_token"
+                        ).ciphertext,
+                        "api_key_secret": None,
+                        "updated_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+    finally:
+        await engine.dispose()
+
+
+class Webhooks:
+    """Distinct signed webhook requests, as raw HTTP/1.1 bytes, made ahead of time."""
+
+    def __init__(self, port: int, tenant_count: int, customer_count: int) -> None:
+        self._url = f"http://127.0.0.1:{port}/twilio/whatsapp"
+        self._host = f"127.0.0.1:{port}"
+        self._validators = [RequestValidator(auth_token(i)) for i in range(tenant_count)]
+        self._tenants = tenant_count
+        self._customers = customer_count
+        self._serial = 0
+
+    def make(self, tenant: int | None = None) -> bytes:
+        self._serial += 1
+        tenant = random.randrange(self._tenants) if tenant is None else tenant
+        customer = f"+1555{random.randrange(self._customers):07d}"
+        sid = f"SM{random.getrandbits(96):024x}{self._serial:08x}"
+        params = {
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ProfileName": "Ana",
+            "MessageType": "text",
+            "SmsSid": sid,
+            "WaId": customer[1:],
+            "SmsStatus": "received",
+            "Body": "Hola, quiero dos paellas para llevar",
+            "To": f"whatsapp:{sender(tenant)}",
+            "NumSegments": "1",
+            "ReferralNumMedia": "0",
+            "MessageSid": sid,
+            "AccountSid": "AC" + "0" * 32,
+            "From": f"whatsapp:{customer}",
+            "ApiVersion": "2010-04-01",
+        }
+        body = urlencode(params).encode()
+        signature = self._validators[tenant].compute_signature(self._url, params)
+        head = (
+            f"POST /twilio/whatsapp HTTP/1.1\r\nHost: {self._host}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\nX-Twilio-Signature: {signature}\r\n\r\n"
+        )
+        return head.encode() + body
+
+
+@dataclass
+class Results:
+    latencies: list[float]
+    failures: int
+    elapsed: float
+
+    def summary(self) -> dict[str, float]:
+        cuts = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0] * 99
+        return {
+            "requests": len(self.latencies) + self.failures,
+            "failures": self.failures,
+            "per_s": round(len(self.latencies) / self.elapsed),
+            "p50_ms": round(cuts[49] * 1000, 2),
+            "p99_ms": round(cuts[98] * 1000, 2),
+        }
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bool:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return head.startswith(b"HTTP/1.1 200")
+
+
+async def closed_loop(port: int, requests: list[bytes], connections: int) -> Results:
+    queue = iter(requests)
+    latencies: list[float] = []
+    failures = 0
+
+    async def connection() -> None:
+        nonlocal failures
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for request in queue:
+            started = time.perf_counter()
+            if await _exchange(reader, writer, request):
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures += 1
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return Results(latencies, failures, time.perf_counter() - started)
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float, connections: int) -> Results:
+    """Send at ``rate``/s whatever the answers do; latency from each request's due time."""
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    latencies: list[float] = []
+    failures = 0
+    start = time.perf_counter()
+
+    async def send(due: float, request: bytes) -> None:
+        nonlocal failures
+        reader, writer = await pool.get()
+        try:
+            ok = await _exchange(reader, writer, request)
+        finally:
+            pool.put_nowait((reader, writer))
+        if ok:
+            latencies.append(time.perf_counter() - due)
+        else:
+            failures += 1
+
+    tasks = []
+    for index, request in enumerate(requests):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(due, request)))
+    await asyncio.gather(*tasks)
+    return Results(latencies, failures, time.perf_counter() - start)
+
+
+def spawn(service: str, env: dict[str, str], profile: str | None = None) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "wamesh", "serve", service]
+    if service == "bare":
+        command = [sys.executable, __file__, "--serve-bare", env["WAMESH_HTTP_LISTEN"]]
+    if profile:
+        spy = str(Path(sys.executable).parent / "py-spy")
+        command = [spy, "record", "-r", "200", "-f", "raw", "-o", profile, "--", *command]
+    return subprocess.Popen(
+        command,
+        env={**os.environ, "WAMESH_LOG_LEVEL": "WARNING", **env},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def wait_http(port: int) -> None:
+    for _ in range(600):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def measure(port: int, args: argparse.Namespace, warm: bool) -> dict[str, Any]:
+    await wait_http(port)
+    webhooks = Webhooks(port, args.tenants, args.customers)
+    if warm:  # one request per tenant: the ingress's route cache and every pool are warm
+        await closed_loop(port, [webhooks.make(t) for t in range(args.tenants)], 16)
+    burst = [webhooks.make() for _ in range(int(args.seconds * args.saturation_guess))]
+    result = {"saturation": (await closed_loop(port, burst, args.connections)).summary()}
+    for rate in (200, 500):
+        paced = [webhooks.make() for _ in range(int(rate * args.seconds))]
+        result[f"offered {rate}/s"] = (
+            await open_loop(port, paced, rate, args.connections)
+        ).summary()
+    return result
+
+
+def stored_count(database_url: str) -> int:
+    async def count() -> int:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as connection:
+                return int(await connection.scalar(sa.text("SELECT count(*) FROM messages")) or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="wamesh-bench-") as data_dir,
+        LocalInfra(Path(data_dir), durable=False) as infra,
+    ):
+        histories = {h.name: h for h in service_histories()}
+        for name in ("tenants", "conversations"):
+            upgrade_database(infra.postgres.dsn(name), histories[name])
+        asyncio.run(seed_tenants(infra.postgres.dsn("tenants"), args.tenants))
+        ports = {name: free_port() for name in ("tenants", "conversations", "ingress", "bare")}
+        common = {"WAMESH_REDIS_URL": infra.redis.url, "WAMESH_METRICS_LISTEN": ""}
+        children = [
+            spawn("bare", {"WAMESH_HTTP_LISTEN": f"127.0.0.1:{ports['bare']}"}),
+            spawn(
+                "tenants",
+                {
+                    **common,
+                    "WAMESH_GRPC_LISTEN": f"127.0.0.1:{ports['tenants']}",
+                    "WAMESH_DATABASE_URL": infra.postgres.dsn("tenants"),
+                },
+            ),
+            spawn(
+                "conversations",
+                {
+                    **common,
+                    "WAMESH_GRPC_LISTEN": f"127.0.0.1:{ports['conversations']}",
+                    "WAMESH_DATABASE_URL": infra.postgres.dsn("conversations"),
+                },
+            ),
+            spawn(
+                "ingress",
+                {
+                    **common,
+                    "WAMESH_HTTP_LISTEN": f"127.0.0.1:{ports['ingress']}",
+                    "WAMESH_TENANTS_TARGET": f"127.0.0.1:{ports['tenants']}",
+                    "WAMESH_CONVERSATIONS_TARGET": f"127.0.0.1:{ports['conversations']}",
+                    "WAMESH_PER_IP_REQUESTS_PER_S": "1000000",
+                    "WAMESH_PER_IP_BURST": "1000000",
+                },
+                args.profile,
+            ),
+        ]
+        try:
+            bare = asyncio.run(measure(ports["bare"], args, warm=False))
+            wamesh = asyncio.run(measure(ports["ingress"], args, warm=True))
+            stored = stored_count(infra.postgres.dsn("conversations"))
+        finally:
+            for child in children:
+                child.send_signal(signal.SIGINT)
+            for child in children:
+                child.wait(timeout=60)
+    sent = args.tenants + sum(r["requests"] for r in wamesh.values())
+    return {
+        "tenants": args.tenants,
+        "customers": args.customers,
+        "a_bare": bare,
+        "b_wamesh": wamesh,
+        "ratio_b_over_a_at_saturation": round(
+            wamesh["saturation"]["per_s"] / bare["saturation"]["per_s"], 3
+        ),
+        "webhooks_acknowledged": sent - sum(r["failures"] for r in wamesh.values()),
+        "webhooks_stored": stored,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--saturation-guess", type=int, default=1500, help="requests per second to prepare"
+    )
+    parser.add_argument("--profile", metavar="TXT", help="py-spy the ingress (raw stacks)")
+    parser.add_argument("--serve-bare", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        import uvicorn
+
+        host, _, port = args.serve_bare.rpartition(":")
+        uvicorn.run(
+            bare_app(),
+            host=host,
+            port=int(port),
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+        )
+        return
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()
