@@ -16,11 +16,11 @@ def main() -> None:
         settings.service_name, level=settings.log_level, log_format=settings.log_format
     )
     configure_tracing(settings.service_name, otlp_endpoint=settings.otlp_endpoint)
-    instrument_redis()
+    if settings.otlp_endpoint:
+        instrument_redis()  # only when traces go somewhere: it costs a tenth of the hot path
     host, _, port = settings.http_listen.rpartition(":")
     app = create_app(settings)
     if settings.otlp_endpoint:
-        # Only when traces go somewhere: the middleware costs a tenth of the hot path.
         app = instrument_asgi(app)
     uvicorn.run(
         app,

@@ -69,7 +69,12 @@ class WebhookError(ValueError):
         self.field = field
 
 
-Form = ImmutableMultiDict[str, str]
+class Form(ImmutableMultiDict[str, str]):
+    """The form's fields; ``getall`` is how twilio's RequestValidator asks for every value
+    of a name first (without it, it raises and catches AttributeError for each field)."""
+
+    def getall(self, key: str) -> list[str]:
+        return self.getlist(key)
 
 
 def parse_form(body: bytes) -> Form:
@@ -84,7 +89,7 @@ def parse_form(body: bytes) -> Form:
             raise WebhookError(name[:64], f"is longer than {MAX_FIELD_CHARS} characters")
         if "\x00" in name or "\x00" in value:
             raise WebhookError(name[:64], "holds a NUL character")
-    return ImmutableMultiDict(pairs)
+    return Form(pairs)
 
 
 def required(form: Form, name: str) -> str:
