@@ -95,7 +95,6 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         self, request: pb.UpdateOutboundRequest, context: Context
     ) -> pb.UpdateOutboundResponse:
         ids.tenant_id(request.tenant_id)
-        validation.no_nul_characters(request)
         validation.idempotency_key(request.idempotency_key)
         if request.provider_sid:
             validation.provider_sid(request.provider_sid)
@@ -114,7 +113,6 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         self, request: pb.RecordStatusRequest, context: Context
     ) -> pb.RecordStatusResponse:
         ids.tenant_id(request.tenant_id)
-        validation.no_nul_characters(request)
         validation.provider_sid(request.provider_sid)
         validation.callback_status(request.status, required=True)
         response = await self._store.record_status(

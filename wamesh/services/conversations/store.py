@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import propagate
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -282,9 +283,10 @@ class ConversationStore:
         ``items`` must carry distinct MessageSids (the servicer folds repeats together).
         """
         recorded_at = datetime.now(UTC)
+        trace = _current_trace()  # the batch's call: every event of it continues that trace
         columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
         for item in items:
-            for name, value in _batch_row(item, recorded_at).items():
+            for name, value in _batch_row(item, recorded_at, trace).items():
                 columns[name].append(value)
         parameters: dict[str, Any] = {
             **columns,
@@ -669,7 +671,14 @@ async def _conversation_row(
     return row
 
 
-def _batch_row(item: InboundItem, recorded_at: datetime) -> dict[str, Any]:
+def _current_trace() -> tuple[str, str]:
+    """The W3C traceparent and tracestate of the current span (empty outside one)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", ""), carrier.get("tracestate", "")
+
+
+def _batch_row(item: InboundItem, recorded_at: datetime, trace: tuple[str, str]) -> dict[str, Any]:
     inbound, tenant_id = item.request.message, item.request.tenant_id
     conversation_id = conversation_id_for(tenant_id, item.participants)
     message_id = str(uuid.uuid4())
@@ -684,7 +693,6 @@ def _batch_row(item: InboundItem, recorded_at: datetime) -> dict[str, Any]:
         received_at=timestamp(item.received_at),
         recorded_at=timestamp(recorded_at),
     )
-    trace = _outbox_values(event)
     return {
         "message_ids": message_id,
         "tenant_ids": tenant_id,
@@ -697,9 +705,9 @@ def _batch_row(item: InboundItem, recorded_at: datetime) -> dict[str, Any]:
         "senders": item.participants.sender_number,
         "customers": item.participants.customer_number,
         "profile_names": inbound.profile_name,
-        "payloads": trace["payload"],
-        "traceparents": trace["traceparent"],
-        "tracestates": trace["tracestate"],
+        "payloads": event.SerializeToString(),
+        "traceparents": trace[0],
+        "tracestates": trace[1],
     }
 
 

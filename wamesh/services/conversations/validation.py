@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from wamesh.common.v1 import content_pb2
@@ -35,29 +34,19 @@ class Participants:
     customer_number: str
 
 
-def no_nul_characters(message: ProtoMessage, prefix: str = "") -> None:
-    """Postgres text cannot hold U+0000; a request carrying one is refused, naming the field."""
-    for descriptor, value in message.ListFields():
-        field = f"{prefix}{descriptor.name}"
-        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
-            for key, item in value.items():
-                if "\x00" in key or (isinstance(item, str) and "\x00" in item):
-                    raise InvalidArgument("must not contain NUL characters", field=field)
-        elif descriptor.type == descriptor.TYPE_MESSAGE:
-            items = value if descriptor.is_repeated else [value]
-            for index, item in enumerate(items):
-                suffix = f"[{index}]" if descriptor.is_repeated else ""
-                no_nul_characters(item, f"{field}{suffix}.")
-        elif descriptor.type == descriptor.TYPE_STRING:
-            texts = value if descriptor.is_repeated else [value]
-            if any("\x00" in text for text in texts):
-                raise InvalidArgument("must not contain NUL characters", field=field)
+def storable_text(value: str, field: str) -> str:
+    """Postgres text cannot hold U+0000: refused, naming the field. (Only what lands in text
+    columns is checked; everything else is stored as protobuf bytes, which can hold it.)"""
+    if "\x00" in value:
+        raise InvalidArgument("must not contain NUL characters", field=field)
+    return value
 
 
 def inbound(request: pb.RecordInboundRequest) -> Participants:
     ids.tenant_id(request.tenant_id)
-    no_nul_characters(request)
     message = request.message
+    storable_text(message.body, "message.body")
+    storable_text(message.profile_name, "message.profile_name")
     ids.twilio_sid(message.message_sid, field="message.message_sid")
     customer = _number(message.from_address, "message.from_address")
     sender = _number(message.to_address, "message.to_address")
@@ -82,7 +71,7 @@ def inbound(request: pb.RecordInboundRequest) -> Participants:
 
 def outbound(request: pb.RecordOutboundRequest) -> Participants:
     ids.tenant_id(request.tenant_id)
-    no_nul_characters(request)
+    storable_text(request.body, "body")
     idempotency_key(request.idempotency_key)
     sender = _number(request.sender_number, "sender_number")
     customer = _number(request.customer_number, "customer_number")
@@ -100,6 +89,7 @@ def outbound(request: pb.RecordOutboundRequest) -> Participants:
 def idempotency_key(value: str) -> str:
     if not value.strip():
         raise InvalidArgument("is required", field="idempotency_key")
+    storable_text(value, "idempotency_key")
     return _bounded(value, "idempotency_key", MAX_KEY)
 
 
@@ -163,7 +153,7 @@ def _media(media: Iterable[content_pb2.Media], field: str) -> None:
 
 
 def bounded_text(value: str, field: str) -> str:
-    return _bounded(value, field, MAX_TEXT)
+    return storable_text(_bounded(value, field, MAX_TEXT), field)
 
 
 def _bounded(value: str, field: str, limit: int) -> str:
