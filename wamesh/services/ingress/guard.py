@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from wamesh.libs.batching import GroupCommit
 from wamesh.libs.keys import tenant_key
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class InboundGuard:
         self._redis = redis
         self._dedup_ttl_s = dedup_ttl_s
         self._admit = redis.register_script(_ADMIT)
+        # Concurrent webhooks share one pipelined round trip.
+        self._admissions: GroupCommit[list[str], int] = GroupCommit(self._admit_all)
 
     async def admit(self, tenant_id: str, message_sid: str, customer: str) -> Admission:
         """Whether the MessageSid was seen before (then it is not counted again)."""
@@ -51,12 +54,20 @@ class InboundGuard:
             tenant_key(tenant_id, "inbound-rate", customer, str(window)),
         ]
         try:
-            count = int(await self._admit(keys=keys, args=[self._dedup_ttl_s, 2 * RATE_WINDOW_S]))
+            count = await self._admissions.submit(keys)
         except RedisError as error:
             # The store is idempotent on the MessageSid: it still stores each one once.
             log.warning("dedup unavailable, relying on the store", extra={"error": str(error)})
             return Admission(duplicate=False, inbound_this_minute=0)
         return Admission(duplicate=count < 0, inbound_this_minute=max(count, 0))
+
+    async def _admit_all(self, batch: list[list[str]]) -> list[int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys in batch:
+                await self._admit(
+                    keys=keys, args=[self._dedup_ttl_s, 2 * RATE_WINDOW_S], client=pipe
+                )
+            return [int(count) for count in await pipe.execute()]
 
     async def forget(self, tenant_id: str, message_sid: str) -> None:
         """Forget a MessageSid that was not stored, so that a retry is processed."""

@@ -1,0 +1,56 @@
+"""GroupCommit: single calls are grouped while a batch is in flight, answered in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wamesh.libs.batching import GroupCommit
+
+
+async def test_an_idle_caller_goes_alone_and_a_busy_one_is_grouped() -> None:
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def send(items: list[int]) -> list[int]:
+        batches.append(items)
+        await release.wait()
+        return [item * 10 for item in items]
+
+    group: GroupCommit[int, int] = GroupCommit(send, max_batch=3, max_in_flight=1)
+    first = asyncio.create_task(group.submit(0))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(group.submit(n)) for n in range(1, 6)]
+    await asyncio.sleep(0)
+    release.set()
+
+    assert await first == 0
+    assert await asyncio.gather(*rest) == [10, 20, 30, 40, 50]
+    assert batches == [[0], [1, 2, 3], [4, 5]]
+
+
+async def test_a_failed_batch_fails_each_of_its_items_and_no_other() -> None:
+    async def send(items: list[int]) -> list[int]:
+        if 13 in items:
+            raise ConnectionError("down")
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(send, max_batch=2, max_in_flight=1)
+    results = await asyncio.gather(
+        *(group.submit(n) for n in (1, 13, 2, 3)), return_exceptions=True
+    )
+
+    assert results[0] == 1  # went alone while nothing was in flight
+    assert isinstance(results[1], ConnectionError)
+    assert isinstance(results[2], ConnectionError)  # shared the failed batch
+    assert results[3] == 3
+
+
+async def test_a_batch_must_answer_each_item() -> None:
+    async def send(items: list[int]) -> list[int]:
+        return items[:-1]
+
+    group: GroupCommit[int, int] = GroupCommit(send)
+    with pytest.raises(ValueError, match="0 results for 1 items"):
+        await group.submit(1)

@@ -1,0 +1,69 @@
+"""Group commit: concurrent single calls travel together as one batch call.
+
+A call goes out at once while fewer than ``max_in_flight`` batches are on the wire, so an
+idle caller gains no latency; under load, what arrives while those are in flight leaves
+together in the next batch. Worth it where a call's fixed cost (an RPC, a Redis round trip)
+is larger than the work per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class GroupCommit(Generic[Item, Result]):
+    def __init__(
+        self,
+        send: Callable[[list[Item]], Awaitable[Sequence[Result]]],
+        *,
+        max_batch: int = 200,
+        max_in_flight: int = 2,
+    ) -> None:
+        """``send(items)`` returns one result per item, in order, or raises for all."""
+        self._send_batch = send
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> Result:
+        """The result for ``item``, or the exception its batch raised."""
+        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, answer))
+        self._send_what_can_go()
+        return await answer
+
+    def _send_what_can_go(self) -> None:
+        while self._waiting and len(self._in_flight) < self._max_in_flight:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            task = asyncio.create_task(self._send(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._send_what_can_go()
+
+    async def _send(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        try:
+            results = await self._send_batch([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise ValueError(f"{len(results)} results for {len(batch)} items")
+        except asyncio.CancelledError:
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        except Exception as error:  # the batch's failure is each item's failure
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        for (_, answer), result in zip(batch, results, strict=True):  # lengths checked above
+            if not answer.done():
+                answer.set_result(result)
