@@ -292,13 +292,50 @@ async def wait_http(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-async def measure(port: int, args: argparse.Namespace, warm: bool) -> dict[str, Any]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far (user + system) of each named process and its descendants
+    (Postgres backends, a profiled service under py-spy); this process counts alone, since
+    every server here is its descendant."""
+    import psutil  # type: ignore[import-untyped]
+
+    def tree(pid: int) -> float:
+        root = psutil.Process(pid)
+        family = [root] if pid == os.getpid() else [root, *root.children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in family)
+
+    return {name: tree(pid) for name, pid in pids.items()}
+
+
+def server_pids(infra: LocalInfra) -> dict[str, int]:
+    import psutil
+
+    postmaster = int((infra.postgres.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    redis = next(
+        p.pid
+        for p in psutil.process_iter(["name", "cmdline"])
+        if "redis-server" in (p.info["name"] or "")
+        and str(infra.redis.port) in " ".join(p.info["cmdline"] or [])
+    )
+    return {"postgres": postmaster, "redis": redis}
+
+
+async def measure(
+    port: int, args: argparse.Namespace, warm: bool, pids: dict[str, int]
+) -> dict[str, Any]:
     await wait_http(port)
     webhooks = Webhooks(port, args.tenants, args.customers)
     if warm:  # one request per tenant: the ingress's route cache and every pool are warm
         await closed_loop(port, [webhooks.make(t) for t in range(args.tenants)], 16)
     burst = [webhooks.make() for _ in range(int(args.seconds * args.saturation_guess))]
-    result = {"saturation": (await closed_loop(port, burst, args.connections)).summary()}
+    before = cpu_seconds(pids)
+    saturation = await closed_loop(port, burst, args.connections)
+    spent = {name: used - before[name] for name, used in cpu_seconds(pids).items()}
+    per_request_ms = {
+        name: round(1000 * seconds / len(burst), 3) for name, seconds in spent.items()
+    }
+    result: dict[str, Any] = {
+        "saturation": {**saturation.summary(), "cpu_ms_per_request": per_request_ms}
+    }
     for rate in (200, 500):
         paced = [webhooks.make() for _ in range(int(rate * args.seconds))]
         result[f"offered {rate}/s"] = (
@@ -362,8 +399,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
         ]
         try:
-            bare = asyncio.run(measure(ports["bare"], args, warm=False))
-            wamesh = asyncio.run(measure(ports["ingress"], args, warm=True))
+            names = ("bare", "tenants", "conversations", "ingress")  # the order of children
+            pids = {name: child.pid for name, child in zip(names, children, strict=True)}
+            loadgen = {"load generator": os.getpid()}
+            bare_pids = {"bare": pids.pop("bare"), **loadgen}
+            bare = asyncio.run(measure(ports["bare"], args, False, bare_pids))
+            wamesh_pids = {**pids, **server_pids(infra), **loadgen}
+            wamesh = asyncio.run(measure(ports["ingress"], args, True, wamesh_pids))
             stored = stored_count(infra.postgres.dsn("conversations"))
         finally:
             for child in children:
