@@ -1,7 +1,7 @@
 """Webhook ingress throughput and ack latency, against a bare Starlette app as the ceiling.
 
     .venv/bin/python tools/bench/ingress.py [--tenants 1000] [--customers 50000]
-        [--seconds 10] [--connections 32] [--profile ingress.txt]
+        [--seconds 10] [--connections 32] [--profile stacks.txt [--profiled conversations]]
 
 One run, same machine, side by side:
 
@@ -384,6 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "WAMESH_GRPC_LISTEN": f"127.0.0.1:{ports['conversations']}",
                     "WAMESH_DATABASE_URL": infra.postgres.dsn("conversations"),
                 },
+                args.profile if args.profiled == "conversations" else None,
             ),
             spawn(
                 "ingress",
@@ -395,7 +396,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "WAMESH_PER_IP_REQUESTS_PER_S": "1000000",
                     "WAMESH_PER_IP_BURST": "1000000",
                 },
-                args.profile,
+                args.profile if args.profiled == "ingress" else None,
             ),
         ]
         try:
@@ -436,7 +437,8 @@ def main() -> None:
     parser.add_argument(
         "--saturation-guess", type=int, default=1500, help="requests per second to prepare"
     )
-    parser.add_argument("--profile", metavar="TXT", help="py-spy the ingress (raw stacks)")
+    parser.add_argument("--profile", metavar="TXT", help="py-spy a service (raw stacks)")
+    parser.add_argument("--profiled", default="ingress", choices=["ingress", "conversations"])
     parser.add_argument("--serve-bare", metavar="HOST:PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:

@@ -361,3 +361,20 @@ async def test_health_readiness_and_metrics(
     assert 'wamesh_ingress_requests_total{outcome="ok",route="whatsapp"} 1.0' in metrics
     assert 'wamesh_ingress_requests_total{outcome="400",route="whatsapp"} 1.0' in metrics
     assert "wamesh_ingress_request_seconds_bucket" in metrics
+
+
+async def test_a_redis_that_lost_its_scripts_gets_them_again(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    redis_client: Any,
+    ingress_registry: CollectorRegistry,
+) -> None:
+    await post_signed(client, "/twilio/whatsapp", message_params(tenant), tenant.auth_token)
+    await redis_client.script_flush()  # as after a Redis restart
+    params = message_params(tenant)
+    first = await post_signed(client, "/twilio/whatsapp", params, tenant.auth_token)
+    again = await post_signed(client, "/twilio/whatsapp", params, tenant.auth_token)
+
+    assert first.status_code == again.status_code == 200
+    # Dedup works again (without its script, the ingress would fall back to the store).
+    assert ingress_registry.get_sample_value("wamesh_ingress_duplicates_total") == 1
