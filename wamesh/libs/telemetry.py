@@ -26,15 +26,17 @@ ATTR_MESSAGE_SID = "wamesh.message.sid"
 ATTR_IDEMPOTENCY_KEY = "wamesh.idempotency_key"
 
 _configured: TracerProvider | None = None
+_exporting = False
 
 
 def configure_tracing(
     service_name: str, *, otlp_endpoint: str | None = None, version: str = "0.1.0"
 ) -> TracerProvider:
     """Install the global tracer provider once; later calls return the first one."""
-    global _configured
+    global _configured, _exporting
     if _configured is not None:
         return _configured
+    _exporting = bool(otlp_endpoint)
     resource = Resource.create({"service.name": service_name, "service.version": version})
     # With nowhere to export, recording spans is pure cost (a tenth of a service's CPU):
     # new traces are not sampled, though their ids still propagate and label the logs.
@@ -56,7 +58,13 @@ def shutdown_tracing() -> None:
 
 
 def instrument_engine(engine: AsyncEngine) -> None:
-    """Trace every SQL statement of ``engine`` (async engines are instrumented via sync_engine)."""
+    """Trace every SQL statement of ``engine`` (async engines are instrumented via sync_engine).
+
+    This and the other ``instrument_*`` do nothing unless traces are exported: the
+    instrumentation costs a tenth of a hot path even when its spans go nowhere.
+    """
+    if not _exporting:
+        return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
@@ -64,6 +72,8 @@ def instrument_engine(engine: AsyncEngine) -> None:
 
 def instrument_redis() -> None:
     """Trace every Redis command of every client in this process."""
+    if not _exporting:
+        return
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     instrumentor = RedisInstrumentor()
@@ -73,6 +83,8 @@ def instrument_redis() -> None:
 
 def instrument_asgi(app: ASGIApp) -> ASGIApp:
     """Wrap an ASGI app (ingress) so each HTTP request opens a server span."""
+    if not _exporting:
+        return app
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     return OpenTelemetryMiddleware(app)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # pg_try_advisory_xact_lock key: "wamesh outbox relay", any constant all replicas share.
 RELAY_LOCK = 0x7761_6D65_7368_0001
 PURGE_EVERY_S = 60.0
-COALESCE_S = 0.005
+COALESCE_S = 0.02
 
 
 class OutboxRelay:
@@ -134,7 +134,7 @@ class OutboxRelay:
         for waiter in pending:
             waiter.cancel()
         if self._wake.is_set() and not stop.is_set():
-            # Let the writes of the next few milliseconds join this batch: under load one
+            # Let the writes of the next 20 ms join this batch: under load one
             # relay transaction per write cost a tenth of the service's CPU.
             await asyncio.sleep(COALESCE_S)
 
