@@ -1,0 +1,36 @@
+"""The ``main`` of every gRPC service: logs, traces, then serve until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
+
+from wamesh.libs.logs import configure_logging
+from wamesh.libs.rpc.server import GrpcService
+from wamesh.libs.settings import ServiceSettings
+from wamesh.libs.telemetry import configure_tracing, instrument_redis, shutdown_tracing
+
+Settings = TypeVar("Settings", bound=ServiceSettings)
+
+
+def run_grpc_service(
+    settings: Settings,
+    service: Callable[[Settings], AbstractAsyncContextManager[GrpcService]],
+) -> None:
+    """Serve ``service(settings)`` in the foreground until SIGTERM or SIGINT drains it."""
+    configure_logging(
+        settings.service_name, level=settings.log_level, log_format=settings.log_format
+    )
+    configure_tracing(settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    instrument_redis()
+
+    async def serve() -> None:
+        async with service(settings) as server:
+            await server.serve_until_signal()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        shutdown_tracing()
