@@ -378,3 +378,8 @@ async def test_a_redis_that_lost_its_scripts_gets_them_again(
     assert first.status_code == again.status_code == 200
     # Dedup works again (without its script, the ingress would fall back to the store).
     assert ingress_registry.get_sample_value("wamesh_ingress_duplicates_total") == 1
+
+
+async def test_webhook_routes_take_post_only(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/twilio/whatsapp")).status_code == 405
+    assert (await client.post("/twilio/elsewhere", content=b"")).status_code == 404

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -332,11 +332,21 @@ def _endpoint(
     return endpoint
 
 
-class SourceLimit:
-    """ASGI middleware: refuse a source over its budget before any other work (429)."""
+class Front:
+    """The ASGI entry: spends the source's budget (429 before any other work), then serves
+    the two webhook routes directly; everything else (health, metrics, lifespan, wrong
+    methods) goes through Starlette. The webhooks skip Starlette's middleware and router,
+    a tenth of the ingress's time, since their handler already answers every error."""
 
-    def __init__(self, app: ASGIApp, budget: SourceBudget, urls: PublicUrls) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        webhooks: Mapping[str, Callable[[Request], Awaitable[Response]]],
+        budget: SourceBudget,
+        urls: PublicUrls,
+    ) -> None:
         self._app = app
+        self._webhooks = webhooks
         self._budget = budget
         self._urls = urls
 
@@ -344,11 +354,16 @@ class SourceLimit:
         if scope["type"] == "http" and scope["path"].startswith("/twilio/"):
             wait_s = self._budget.spend(self._urls.client_ip(Request(scope)))
             if wait_s > 0:
-                response = PlainTextResponse(
+                response: Response = PlainTextResponse(
                     "too many requests",
                     status_code=429,
                     headers={"Retry-After": str(max(1, round(wait_s)))},
                 )
+                await response(scope, receive, send)
+                return
+            handler = self._webhooks.get(scope["path"])
+            if handler is not None and scope["method"] == "POST":
+                response = await handler(Request(scope, receive))
                 await response(scope, receive, send)
                 return
         await self._app(scope, receive, send)
@@ -375,16 +390,13 @@ def create_app(settings: IngressSettings, *, registry: CollectorRegistry = REGIS
             state["ingress"] = ingress
             yield
 
+    webhook_routes = {
+        "/twilio/whatsapp": _endpoint("whatsapp", delegate("whatsapp"), metrics),
+        "/twilio/status": _endpoint("status", delegate("status"), metrics),
+    }
     app = Starlette(
         routes=[
-            Route(
-                "/twilio/whatsapp",
-                _endpoint("whatsapp", delegate("whatsapp"), metrics),
-                methods=["POST"],
-            ),
-            Route(
-                "/twilio/status", _endpoint("status", delegate("status"), metrics), methods=["POST"]
-            ),
+            *(Route(path, handler, methods=["POST"]) for path, handler in webhook_routes.items()),
             Route("/healthz", delegate("healthz")),
             Route("/readyz", delegate("readyz")),
             Route("/metrics", metrics_endpoint),
@@ -392,7 +404,7 @@ def create_app(settings: IngressSettings, *, registry: CollectorRegistry = REGIS
         lifespan=lifespan,
     )
     budget = SourceBudget(settings.per_ip_requests_per_s, settings.per_ip_burst)
-    return SourceLimit(app, budget, urls)
+    return Front(app, webhook_routes, budget, urls)
 
 
 @contextlib.asynccontextmanager
