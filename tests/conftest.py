@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -154,3 +155,21 @@ def wamesh_cli() -> object:
     Asynchronous, so a service served in-process by the test keeps answering meanwhile.
     """
     return _run_wamesh
+
+
+@pytest.fixture
+async def grpc_channels() -> AsyncIterator[Callable[[int, str | None], Any]]:
+    """``grpc_channels(port, token)``: a channel to 127.0.0.1:port over our own client
+    plumbing (deadlines, retries, bearer token); every one is closed after the test."""
+    from wamesh.libs.rpc.client import make_channel
+
+    channels: list[Any] = []
+
+    def open_channel(port: int, token: str | None) -> Any:
+        channel = make_channel(f"127.0.0.1:{port}", token=token)
+        channels.append(channel)
+        return channel
+
+    yield open_channel
+    for channel in channels:
+        await channel.close()

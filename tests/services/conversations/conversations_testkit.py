@@ -11,9 +11,11 @@ import grpc
 import grpc.aio
 import pytest
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.events.v1 import events_pb2
+from wamesh.libs.db import make_engine
 from wamesh.libs.rpc.errors import domain_error_from_rpc_error
 from wamesh.services.conversations.settings import ConversationsSettings
 from wamesh.services.conversations.store import INBOUND_STREAM
@@ -109,3 +111,22 @@ async def wait_for_events(
             await asyncio.sleep(0.05)
 
     return await asyncio.wait_for(arrived(), timeout_s)
+
+
+async def messages_without_event(database_url: str) -> int:
+    """Stored inbound messages minus their outbox events: 0 when every one has its event."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            messages = await connection.scalar(
+                sa.text("SELECT count(*) FROM messages WHERE direction = 1")
+            )
+            events = await connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM outbox "
+                    "WHERE message_type = 'wamesh.events.v1.InboundMessageEvent'"
+                )
+            )
+    finally:
+        await engine.dispose()
+    return int(messages) - int(events)

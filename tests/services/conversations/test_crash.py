@@ -21,7 +21,13 @@ from wamesh.libs.localinfra import free_port
 from wamesh.libs.rpc.client import make_channel
 from wamesh.libs.settings import DEV_INTERNAL_TOKEN
 
-from conversations_testkit import inbound, number, tenant, wait_for_events  # isort: skip
+from conversations_testkit import (  # isort: skip
+    inbound,
+    messages_without_event,
+    number,
+    tenant,
+    wait_for_events,
+)
 
 WRITERS = 8
 KILL_AFTER_ACKS = 200
@@ -103,22 +109,3 @@ async def stored_messages(database_url: str, sids: list[str]) -> dict[str, Any]:
             return {sid: message_id for sid, message_id in rows}
     finally:
         await engine.dispose()
-
-
-async def messages_without_event(database_url: str) -> int:
-    """Inbound messages whose outbox event is missing (payloads name their message id)."""
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        async with engine.connect() as connection:
-            messages = await connection.scalar(
-                sa.text("SELECT count(*) FROM messages WHERE direction = 1")
-            )
-            events = await connection.scalar(
-                sa.text(
-                    "SELECT count(*) FROM outbox "
-                    "WHERE message_type = 'wamesh.events.v1.InboundMessageEvent'"
-                )
-            )
-    finally:
-        await engine.dispose()
-    return int(messages) - int(events)

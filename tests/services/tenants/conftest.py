@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-import grpc.aio
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -19,7 +17,6 @@ if str(HERE) not in sys.path:
 from tenants_testkit import make_settings  # noqa: E402
 
 from wamesh.libs.migrations import service_histories, upgrade_database  # noqa: E402
-from wamesh.libs.rpc.client import make_channel  # noqa: E402
 from wamesh.libs.rpc.server import GrpcService  # noqa: E402
 from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN  # noqa: E402
 from wamesh.services.tenants.app import tenants_service  # noqa: E402
@@ -47,18 +44,11 @@ async def service(settings: TenantsSettings) -> AsyncIterator[GrpcService]:
 
 
 @pytest.fixture
-async def connect(service: GrpcService) -> AsyncIterator[Callable[[str | None], Any]]:
+def connect(
+    service: GrpcService, grpc_channels: Callable[[int, str | None], Any]
+) -> Callable[[str | None], Any]:
     """``connect(token)``: a TenantRegistry stub over our own client plumbing."""
-    channels: list[grpc.aio.Channel] = []
-
-    def stub(token: str | None) -> Any:
-        channel = make_channel(f"127.0.0.1:{service.port}", token=token)
-        channels.append(channel)
-        return tenants_pb2_grpc.TenantRegistryStub(channel)
-
-    yield stub
-    for channel in channels:
-        await channel.close()
+    return lambda token: tenants_pb2_grpc.TenantRegistryStub(grpc_channels(service.port, token))
 
 
 @pytest.fixture
