@@ -25,6 +25,7 @@ from wamesh.libs.rpc._interceptors import (
     split_method,
 )
 from wamesh.libs.rpc.auth import bearer_interceptors
+from wamesh.libs.telemetry import tracing_wanted
 
 DEFAULT_TIMEOUT_S = 5.0
 RETRY_POLICY: dict[str, Any] = {
@@ -71,7 +72,8 @@ def make_channel(
     interceptors: list[ClientInterceptor] = default_deadline_interceptors(default_timeout)
     if token is not None:
         interceptors += bearer_interceptors(token)
-    interceptors += aio_client_interceptors(tracer_provider)  # type: ignore[no-untyped-call]
+    if tracing_wanted(tracer_provider):
+        interceptors += aio_client_interceptors(tracer_provider)  # type: ignore[no-untyped-call]
     config = json.dumps(service_config(idempotent_methods))
     return grpc.aio.insecure_channel(
         dns_target(target),

@@ -34,6 +34,7 @@ from wamesh.libs.rpc.auth import Access, Authenticator, AuthInterceptor, declare
 from wamesh.libs.rpc.errors import ErrorInterceptor
 from wamesh.libs.rpc.metrics import MetricsInterceptor, MetricsServer, start_metrics_server
 from wamesh.libs.settings import ServiceSettings
+from wamesh.libs.telemetry import tracing_wanted
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -215,9 +216,12 @@ class GrpcService:
 
     def _build(self) -> grpc.aio.Server:
         policies = {k: v for service in self.services for k, v in service.policies().items()}
+        tracing: list[ServerInterceptor] = []
+        if tracing_wanted(self._tracer_provider):
+            tracing.append(aio_server_interceptor(self._tracer_provider))  # type: ignore[no-untyped-call]
         server = grpc.aio.server(
             interceptors=[
-                aio_server_interceptor(self._tracer_provider),  # type: ignore[no-untyped-call]
+                *tracing,
                 MetricsInterceptor(self.registry),
                 AuthInterceptor(Authenticator.from_settings(self.settings), policies),
                 ErrorInterceptor(),
