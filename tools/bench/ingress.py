@@ -1,7 +1,8 @@
 """Webhook ingress throughput and ack latency, against a bare Starlette app as the ceiling.
 
     .venv/bin/python tools/bench/ingress.py [--tenants 1000] [--customers 50000]
-        [--seconds 10] [--connections 32] [--profile stacks.txt [--profiled conversations]]
+        [--seconds 10] [--connections 32,64,128] [--paced-connections 32]
+        [--profile stacks.txt [--profiled conversations]]
 
 One run, same machine, side by side:
 
@@ -10,9 +11,13 @@ One run, same machine, side by side:
 - (b) wamesh: ingress → tenants (cached after the first request per tenant) → Redis
   (dedup, rate) → conversations → Postgres, all real, each service its own process.
 
-For each: throughput at saturation (``--connections`` keep-alive connections, closed loop),
-then p50/p99 ack latency at 200 and 500 requests/s offered (open loop: latency counts
-from when a request was due, so a stall is not hidden). Every request is a distinct,
+For each: throughput at saturation, then p50/p99 ack latency at 200 and 500 requests/s
+offered (open loop over a pool of ``--paced-connections``: latency counts from when a
+request was due, so a stall is not hidden). Saturation is the best of closed loops at each
+of ``--connections`` keep-alive connections: the bare app is saturated by a few, while
+wamesh's pipeline (batched Redis and store calls) reaches its plateau with more requests
+in flight, as Twilio's many concurrent connections give it. At each concurrency the two
+run back to back, and the ratio is also given per concurrency. Every request is a distinct,
 correctly signed webhook over ``--tenants`` tenants and ``--customers`` customers. The
 load generator is raw asyncio sockets: an HTTP client library would be the bottleneck.
 """
@@ -292,6 +297,20 @@ async def wait_http(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+async def wait_ready(port: int) -> None:
+    """Until ingress's /readyz answers 200: Redis, tenants and conversations all reachable."""
+    request = f"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    for _ in range(600):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            if await _exchange(reader, writer, request):
+                return
+        finally:
+            writer.close()
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"ingress on {port} never became ready")
+
+
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds so far (user + system) of each named process and its descendants
     (Postgres backends, a profiled service under py-spy); this process counts alone, since
@@ -319,28 +338,60 @@ def server_pids(infra: LocalInfra) -> dict[str, int]:
     return {"postgres": postmaster, "redis": redis}
 
 
-async def measure(
-    port: int, args: argparse.Namespace, warm: bool, pids: dict[str, int]
-) -> dict[str, Any]:
-    await wait_http(port)
-    webhooks = Webhooks(port, args.tenants, args.customers)
-    if warm:  # one request per tenant: the ingress's route cache and every pool are warm
-        await closed_loop(port, [webhooks.make(t) for t in range(args.tenants)], 16)
-    burst = [webhooks.make() for _ in range(int(args.seconds * args.saturation_guess))]
-    before = cpu_seconds(pids)
-    saturation = await closed_loop(port, burst, args.connections)
-    spent = {name: used - before[name] for name, used in cpu_seconds(pids).items()}
+@dataclass
+class Target:
+    """One side of the comparison: where it listens and whose CPU it spends."""
+
+    name: str
+    port: int
+    pids: dict[str, int]
+    webhooks: Webhooks
+
+
+async def saturate(target: Target, args: argparse.Namespace, connections: int) -> dict[str, Any]:
+    burst = [target.webhooks.make() for _ in range(int(args.seconds * args.saturation_guess))]
+    before = cpu_seconds(target.pids)
+    outcome = await closed_loop(target.port, burst, connections)
+    spent = {name: used - before[name] for name, used in cpu_seconds(target.pids).items()}
     per_request_ms = {
         name: round(1000 * seconds / len(burst), 3) for name, seconds in spent.items()
     }
-    result: dict[str, Any] = {
-        "saturation": {**saturation.summary(), "cpu_ms_per_request": per_request_ms}
-    }
+    return {**outcome.summary(), "cpu_ms_per_request": per_request_ms}
+
+
+async def paced(target: Target, args: argparse.Namespace) -> dict[str, Any]:
+    result = {}
     for rate in (200, 500):
-        paced = [webhooks.make() for _ in range(int(rate * args.seconds))]
-        result[f"offered {rate}/s"] = (
-            await open_loop(port, paced, rate, args.connections)
-        ).summary()
+        requests = [target.webhooks.make() for _ in range(int(rate * args.seconds))]
+        outcome = await open_loop(target.port, requests, rate, args.paced_connections)
+        result[f"offered {rate}/s"] = outcome.summary()
+    return result
+
+
+async def compare(bare: Target, wamesh: Target, args: argparse.Namespace) -> dict[str, Any]:
+    """Each concurrency's bare and wamesh runs back to back, so that a pair shares the
+    machine's mood (a shared host: the same code's CPU per request drifts by half)."""
+    for target in (bare, wamesh):
+        await wait_http(target.port)
+    await wait_ready(wamesh.port)
+    # One request per tenant: the ingress's route cache and every pool are warm.
+    warmup = await closed_loop(
+        wamesh.port, [wamesh.webhooks.make(t) for t in range(args.tenants)], 16
+    )
+    closed: dict[str, dict[str, Any]] = {bare.name: {}, wamesh.name: {}}
+    for connections in args.connections:
+        for target in (bare, wamesh):
+            run = await saturate(target, args, connections)
+            closed[target.name][f"{connections} connections"] = run
+    result: dict[str, Any] = {}
+    for target in (bare, wamesh):
+        runs = closed[target.name]
+        result[target.name] = {
+            "saturation": max(run["per_s"] for run in runs.values()),
+            "closed loop": runs,
+            **await paced(target, args),
+        }
+    result["warmup"] = warmup.summary()
     return result
 
 
@@ -404,25 +455,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pids = {name: child.pid for name, child in zip(names, children, strict=True)}
             loadgen = {"load generator": os.getpid()}
             bare_pids = {"bare": pids.pop("bare"), **loadgen}
-            bare = asyncio.run(measure(ports["bare"], args, False, bare_pids))
             wamesh_pids = {**pids, **server_pids(infra), **loadgen}
-            wamesh = asyncio.run(measure(ports["ingress"], args, True, wamesh_pids))
+            targets = [
+                Target(
+                    name, ports[port], pids_of, Webhooks(ports[port], args.tenants, args.customers)
+                )
+                for name, port, pids_of in (
+                    ("a_bare", "bare", bare_pids),
+                    ("b_wamesh", "ingress", wamesh_pids),
+                )
+            ]
+            measured = asyncio.run(compare(*targets, args))
+            bare, wamesh = measured["a_bare"], measured["b_wamesh"]
             stored = stored_count(infra.postgres.dsn("conversations"))
         finally:
             for child in children:
                 child.send_signal(signal.SIGINT)
             for child in children:
                 child.wait(timeout=60)
-    sent = args.tenants + sum(r["requests"] for r in wamesh.values())
+    runs = [
+        measured["warmup"],
+        *wamesh["closed loop"].values(),
+        wamesh["offered 200/s"],
+        wamesh["offered 500/s"],
+    ]
+    sent = sum(run["requests"] for run in runs)
     return {
         "tenants": args.tenants,
         "customers": args.customers,
         "a_bare": bare,
         "b_wamesh": wamesh,
-        "ratio_b_over_a_at_saturation": round(
-            wamesh["saturation"]["per_s"] / bare["saturation"]["per_s"], 3
-        ),
-        "webhooks_acknowledged": sent - sum(r["failures"] for r in wamesh.values()),
+        "ratio_b_over_a_at_saturation": round(wamesh["saturation"] / bare["saturation"], 3),
+        "ratio_b_over_a_by_connections": {
+            level: round(run["per_s"] / bare["closed loop"][level]["per_s"], 3)
+            for level, run in wamesh["closed loop"].items()
+        },
+        "webhooks_acknowledged": sent - sum(run["failures"] for run in runs),
         "webhooks_stored": stored,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
@@ -433,7 +501,13 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--connections",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[32, 64, 128],
+        help="closed-loop concurrencies tried for saturation",
+    )
+    parser.add_argument("--paced-connections", type=int, default=32)
     parser.add_argument(
         "--saturation-guess", type=int, default=1500, help="requests per second to prepare"
     )

@@ -17,6 +17,7 @@ import time
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wamesh.libs.rpc.errors import is_infrastructure_error
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 RELAY_LOCK = 0x7761_6D65_7368_0001
 PURGE_EVERY_S = 60.0
 COALESCE_S = 0.02
+# = ANY(array), not IN (...): one statement text for every batch size, so asyncpg prepares
+# it once, where an expanded IN list was a new prepared statement per size.
+_MARK_PUBLISHED = (
+    sa.update(outbox)
+    .where(outbox.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(outbox.c.id.type))))
+    .values(published_at=sa.func.now())
+)
 
 
 class OutboxRelay:
@@ -88,11 +96,7 @@ class OutboxRelay:
                 for row in rows:
                     pipe.xadd(row["stream"], _fields(row))  # type: ignore[arg-type]
                 await pipe.execute()
-            await connection.execute(
-                sa.update(outbox)
-                .where(outbox.c.id.in_([row["id"] for row in rows]))
-                .values(published_at=sa.func.now())
-            )
+            await connection.execute(_MARK_PUBLISHED, {"ids": [row["id"] for row in rows]})
         self._published.inc(len(rows))
         self._lag.set(max(0.0, time.time() - rows[0]["created_at"].timestamp()))
         return len(rows)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -711,6 +711,9 @@ def _batch_row(item: InboundItem, recorded_at: datetime, trace: tuple[str, str])
     }
 
 
+_TEXT_ARRAY = ARRAY(sa.Text())  # = ANY(array): one prepared statement whatever the count
+
+
 async def _originals(
     connection: AsyncConnection, message_sids: Sequence[str]
 ) -> dict[str, tuple[str, str, str]]:
@@ -723,7 +726,7 @@ async def _originals(
             messages.c.tenant_id,
             messages.c.id,
             messages.c.conversation_id,
-        ).where(messages.c.provider_sid.in_(message_sids))
+        ).where(messages.c.provider_sid == sa.any_(sa.literal(list(message_sids), _TEXT_ARRAY)))
     )
     return {sid: (tenant, message, conversation) for sid, tenant, message, conversation in rows}
 
