@@ -361,7 +361,7 @@ async def saturate(target: Target, args: argparse.Namespace, connections: int) -
 
 async def paced(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     result = {}
-    for rate in (200, 500):
+    for rate in args.rates:
         requests = [target.webhooks.make() for _ in range(int(rate * args.seconds))]
         outcome = await open_loop(target.port, requests, rate, args.paced_connections)
         result[f"offered {rate}/s"] = outcome.summary()
@@ -473,12 +473,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 child.send_signal(signal.SIGINT)
             for child in children:
                 child.wait(timeout=60)
-    runs = [
-        measured["warmup"],
-        *wamesh["closed loop"].values(),
-        wamesh["offered 200/s"],
-        wamesh["offered 500/s"],
-    ]
+    paced_runs = [run for name, run in wamesh.items() if name.startswith("offered")]
+    runs = [measured["warmup"], *wamesh["closed loop"].values(), *paced_runs]
     sent = sum(run["requests"] for run in runs)
     return {
         "tenants": args.tenants,
@@ -508,6 +504,12 @@ def main() -> None:
         help="closed-loop concurrencies tried for saturation",
     )
     parser.add_argument("--paced-connections", type=int, default=32)
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[200, 500],
+        help="requests per second offered in the open-loop runs",
+    )
     parser.add_argument(
         "--saturation-guess", type=int, default=1500, help="requests per second to prepare"
     )

@@ -813,7 +813,12 @@ def _conversation(row: sa.RowMapping) -> pb.Conversation:
     return conversation
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    """``Timestamp.FromDatetime`` by timedelta arithmetic (a naive value is UTC, as there):
+    protobuf's goes through ``calendar.timegm``, three times the cost, several times a row."""
+    since = value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)

@@ -49,14 +49,17 @@ class PublicUrls:
             return self._base_url + tail
         headers = request.headers
         peer = request.client.host if request.client else None
+        scheme: str = scope["scheme"]
         if self.is_trusted(peer) and "x-forwarded-host" in headers:
-            scheme = _first(headers.get("x-forwarded-proto")) or request.url.scheme
+            scheme = _first(headers.get("x-forwarded-proto")) or scheme
             host = _first(headers["x-forwarded-host"])
             port = _first(headers.get("x-forwarded-port"))
             if port and ":" not in host.rsplit("]", 1)[-1]:
                 host = f"{host}:{port}"
             return f"{scheme}://{host}{tail}"
-        return f"{request.url.scheme}://{headers.get('host', request.url.netloc)}{tail}"
+        # request.url (a parsed URL) only without a Host header: building it costs more
+        # than the rest of this method.
+        return f"{scheme}://{headers.get('host') or request.url.netloc}{tail}"
 
     def client_ip(self, request: Request) -> str:
         """The caller's address: behind trusted proxies, the last hop they did not add."""
