@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -348,23 +349,26 @@ class Target:
     webhooks: Webhooks
 
 
+async def costed(target: Target, requests: int, load: Awaitable[Results]) -> dict[str, Any]:
+    """``load``'s summary, with the CPU each process spent per request meanwhile."""
+    before = cpu_seconds(target.pids)
+    outcome = await load
+    spent = {name: used - before[name] for name, used in cpu_seconds(target.pids).items()}
+    per_request_ms = {name: round(1000 * seconds / requests, 3) for name, seconds in spent.items()}
+    return {**outcome.summary(), "cpu_ms_per_request": per_request_ms}
+
+
 async def saturate(target: Target, args: argparse.Namespace, connections: int) -> dict[str, Any]:
     burst = [target.webhooks.make() for _ in range(int(args.seconds * args.saturation_guess))]
-    before = cpu_seconds(target.pids)
-    outcome = await closed_loop(target.port, burst, connections)
-    spent = {name: used - before[name] for name, used in cpu_seconds(target.pids).items()}
-    per_request_ms = {
-        name: round(1000 * seconds / len(burst), 3) for name, seconds in spent.items()
-    }
-    return {**outcome.summary(), "cpu_ms_per_request": per_request_ms}
+    return await costed(target, len(burst), closed_loop(target.port, burst, connections))
 
 
 async def paced(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     result = {}
     for rate in args.rates:
         requests = [target.webhooks.make() for _ in range(int(rate * args.seconds))]
-        outcome = await open_loop(target.port, requests, rate, args.paced_connections)
-        result[f"offered {rate}/s"] = outcome.summary()
+        load = open_loop(target.port, requests, rate, args.paced_connections)
+        result[f"offered {rate}/s"] = await costed(target, len(requests), load)
     return result
 
 

@@ -3,7 +3,9 @@
 A call goes out at once while fewer than ``max_in_flight`` batches are on the wire, so an
 idle caller gains no latency; under load, what arrives while those are in flight leaves
 together in the next batch. Worth it where a call's fixed cost (an RPC, a Redis round trip)
-is larger than the work per item.
+is larger than the work per item. One batch in flight is the default: measured on ingress
+(tools/bench/ingress.py), two in flight made smaller batches that cost a tenth to a fifth
+more CPU per webhook, and a higher p50 and p99 at 500 webhooks/s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class GroupCommit(Generic[Item, Result]):
         send: Callable[[list[Item]], Awaitable[Sequence[Result]]],
         *,
         max_batch: int = 200,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         """``send(items)`` returns one result per item, in order, or raises for all."""
         self._send_batch = send
