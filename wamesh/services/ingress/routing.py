@@ -4,12 +4,20 @@ cache over ``tenants.ResolveNumber`` and ``tenants.GetCredentials``.
 Entries are dropped the moment the registry publishes an invalidation (and all of them
 whenever the subscription restarts, since messages may have been missed); a TTL bounds
 the damage of anything else. Concurrent misses for one number share one lookup.
+
+A route past its TTL is still used for up to one more TTL while a background lookup
+refreshes it, so that a webhook never waits on an expiry, and TTLs are spread over their
+last fifth so that routes loaded together (a restart, a burst) do not expire together.
+A refresh that finds the number gone drops the route.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +27,8 @@ from twilio.request_validator import RequestValidator
 
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 class UnknownNumber(LookupError):
@@ -35,14 +45,23 @@ class TenantRoute:
     active: bool
     inbound_per_minute: int
     validator: RequestValidator
-    expires_at: float
+    fresh_until: float  # then refreshed in the background
+    usable_until: float  # then looked up before use
 
 
 class Routes:
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float, ttl_s: float) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout_s: float,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stub: Any = tenants_pb2_grpc.TenantRegistryStub(channel)
         self._timeout_s = timeout_s
         self._ttl_s = ttl_s
+        self._clock = clock
         self._routes: dict[str, TenantRoute] = {}
         self._loading: dict[str, asyncio.Future[TenantRoute]] = {}
         # Raised by every invalidation: a lookup that started before one must not be cached.
@@ -50,14 +69,35 @@ class Routes:
 
     async def resolve(self, number: str) -> TenantRoute:
         route = self._routes.get(number)
-        if route is not None and route.expires_at > time.monotonic():
-            return route
+        if route is not None:
+            now = self._clock()
+            if now < route.fresh_until:
+                return route
+            if now < route.usable_until:
+                if number not in self._loading:
+                    self._lookup(number).add_done_callback(
+                        lambda refresh: self._refreshed(number, refresh)
+                    )
+                return route
+        return await asyncio.shield(self._lookup(number))
+
+    def _lookup(self, number: str) -> asyncio.Future[TenantRoute]:
+        """The lookup of ``number`` under way, or a new one."""
         loading = self._loading.get(number)
         if loading is None:
             loading = asyncio.ensure_future(self._load(number))
             self._loading[number] = loading
             loading.add_done_callback(lambda _: self._loading.pop(number, None))
-        return await asyncio.shield(loading)
+        return loading
+
+    def _refreshed(self, number: str, refresh: asyncio.Future[TenantRoute]) -> None:
+        if refresh.cancelled():
+            return
+        error = refresh.exception()  # also marks it retrieved: nobody else may await it
+        if isinstance(error, UnknownNumber | NoCredentials):
+            self._routes.pop(number, None)
+        elif error is not None:  # the registry is unreachable: keep the route meanwhile
+            log.warning("route refresh failed", extra={"error_type": type(error).__name__})
 
     def invalidate(self, invalidation: tenants_pb.TenantInvalidation) -> None:
         self._generation += 1
@@ -87,12 +127,14 @@ class Routes:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 raise NoCredentials(number) from None
             raise
+        now = self._clock()
         route = TenantRoute(
             tenant_id=resolved.tenant_id,
             active=resolved.status == tenants_pb.TENANT_STATUS_ACTIVE,
             inbound_per_minute=resolved.limits.inbound_messages_per_minute,
             validator=RequestValidator(credentials.credentials.auth_token),
-            expires_at=time.monotonic() + self._ttl_s,
+            fresh_until=now + self._ttl_s * random.uniform(0.8, 1.0),
+            usable_until=now + 2 * self._ttl_s,
         )
         if generation == self._generation:
             self._routes[number] = route

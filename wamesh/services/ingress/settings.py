@@ -37,7 +37,10 @@ class IngressSettings(WameshSettings):
     route_cache_ttl_s: float = Field(
         default=60.0,
         gt=0,
-        description="Lifetime of a cached tenant route, should an invalidation be lost",
+        description=(
+            "Lifetime of a cached tenant route, should an invalidation be lost; an expired"
+            " route is used for one more TTL while a background lookup refreshes it"
+        ),
     )
     per_ip_requests_per_s: float = Field(
         default=200.0, gt=0, description="Requests a single source IP may make per second"
