@@ -88,7 +88,7 @@ async def test_a_route_within_its_ttl_is_not_looked_up(
     await routes.resolve(tenant.number)
     await set_limit(admin, tenant, 35)
 
-    clock.now += TTL_S * 0.79  # TTLs are spread over their last fifth only
+    clock.now += TTL_S * 0.49  # TTLs are spread over their last half only
     assert (await routes.resolve(tenant.number)).inbound_per_minute == 20
     assert not routes._loading
 

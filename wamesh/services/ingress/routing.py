@@ -7,7 +7,7 @@ the damage of anything else. Concurrent misses for one number share one lookup.
 
 A route past its TTL is still used for up to one more TTL while a background lookup
 refreshes it, so that a webhook never waits on an expiry, and TTLs are spread over their
-last fifth so that routes loaded together (a restart, a burst) do not expire together.
+last half so that routes loaded together (a restart, a burst) are not refreshed together.
 A refresh that finds the number gone drops the route.
 """
 
@@ -133,7 +133,7 @@ class Routes:
             active=resolved.status == tenants_pb.TENANT_STATUS_ACTIVE,
             inbound_per_minute=resolved.limits.inbound_messages_per_minute,
             validator=RequestValidator(credentials.credentials.auth_token),
-            fresh_until=now + self._ttl_s * random.uniform(0.8, 1.0),
+            fresh_until=now + self._ttl_s * random.uniform(0.5, 1.0),
             usable_until=now + 2 * self._ttl_s,
         )
         if generation == self._generation:
