@@ -35,7 +35,7 @@ class IngressSettings(WameshSettings):
     max_body_bytes: int = Field(default=65_536, ge=1024)
     dedup_ttl_s: int = Field(default=86_400, ge=60, description="How long a MessageSid is known")
     route_cache_ttl_s: float = Field(
-        default=60.0,
+        default=300.0,
         gt=0,
         description=(
             "Lifetime of a cached tenant route, should an invalidation be lost; an expired"
