@@ -29,7 +29,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]
+from benchkit import serve
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
@@ -256,23 +256,6 @@ async def list_phase(port: int, conversation_id: str, count: int, repeats: int) 
     }
 
 
-def start_service(infra: LocalInfra, port: int, profile: str | None) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "WAMESH_DATABASE_URL": infra.postgres.dsn("conversations"),
-        "WAMESH_REDIS_URL": infra.redis.url,
-        "WAMESH_GRPC_LISTEN": f"127.0.0.1:{port}",
-        "WAMESH_METRICS_LISTEN": "",
-        "WAMESH_LOG_LEVEL": "WARNING",
-    }
-    command = [sys.executable, "-m", "wamesh", "serve", "conversations"]
-    if profile:  # py-spy samples the service: a flame graph (.svg) or collapsed stacks (.txt)
-        spy = str(Path(sys.executable).parent / "py-spy")
-        output_format = "raw" if profile.endswith(".txt") else "flamegraph"
-        command = [spy, "record", "-r", "200", "-f", output_format, "-o", profile, "--", *command]
-    return subprocess.Popen(command, env=env, stdout=sys.stderr)  # stdout: the figures alone
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=20_000, help="RecordInbound calls")
@@ -293,7 +276,16 @@ def main() -> None:
         conversation_id, postmaster = asyncio.run(seed(dsn, args.deep))
         result: dict[str, Any] = {"seed_s": round(time.perf_counter() - started, 2)}
         port = free_port()
-        service = start_service(infra, port, args.profile)
+        service = serve(
+            "conversations",
+            {
+                "WAMESH_DATABASE_URL": infra.postgres.dsn("conversations"),
+                "WAMESH_REDIS_URL": infra.redis.url,
+                "WAMESH_GRPC_LISTEN": f"127.0.0.1:{port}",
+                "WAMESH_METRICS_LISTEN": "",
+            },
+            args.profile,
+        )
         try:
             pids, result["record_inbound"] = {"service": service.pid, "postgres": postmaster}, []
             for n in (int(n) for n in args.client_processes.split(",")):

@@ -31,7 +31,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
+from benchkit import serve, start
 from twilio.request_validator import RequestValidator
 
 from wamesh.libs.db import make_engine
@@ -273,20 +273,6 @@ async def open_loop(port: int, requests: list[bytes], rate: float, connections: 
     return Results(latencies, failures, time.perf_counter() - start)
 
 
-def spawn(service: str, env: dict[str, str], profile: str | None = None) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "wamesh", "serve", service]
-    if service == "bare":
-        command = [sys.executable, __file__, "--serve-bare", env["WAMESH_HTTP_LISTEN"]]
-    if profile:
-        spy = str(Path(sys.executable).parent / "py-spy")
-        command = [spy, "record", "-r", "200", "-f", "raw", "-o", profile, "--", *command]
-    return subprocess.Popen(
-        command,
-        env={**os.environ, "WAMESH_LOG_LEVEL": "WARNING", **env},
-        stdin=subprocess.DEVNULL,
-    )
-
-
 async def wait_http(port: int) -> None:
     for _ in range(600):
         try:
@@ -423,8 +409,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ports = {name: free_port() for name in ("tenants", "conversations", "ingress", "bare")}
         common = {"WAMESH_REDIS_URL": infra.redis.url, "WAMESH_METRICS_LISTEN": ""}
         children = [
-            spawn("bare", {"WAMESH_HTTP_LISTEN": f"127.0.0.1:{ports['bare']}"}),
-            spawn(
+            start([sys.executable, __file__, "--serve-bare", f"127.0.0.1:{ports['bare']}"], {}),
+            serve(
                 "tenants",
                 {
                     **common,
@@ -432,7 +418,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "WAMESH_DATABASE_URL": infra.postgres.dsn("tenants"),
                 },
             ),
-            spawn(
+            serve(
                 "conversations",
                 {
                     **common,
@@ -441,7 +427,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 },
                 args.profile if args.profiled == "conversations" else None,
             ),
-            spawn(
+            serve(
                 "ingress",
                 {
                     **common,

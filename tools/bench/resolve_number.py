@@ -23,7 +23,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
+from benchkit import serve
 
 from wamesh.libs.db import make_engine
 from wamesh.libs.localinfra import LocalInfra, free_port
@@ -138,23 +138,6 @@ async def run_phase(stub: Any, numbers: list[int], concurrency: int) -> dict[str
     }
 
 
-def start_service(infra: LocalInfra, port: int, profile: str | None) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "WAMESH_DATABASE_URL": infra.postgres.dsn("tenants"),
-        "WAMESH_REDIS_URL": infra.redis.url,
-        "WAMESH_GRPC_LISTEN": f"127.0.0.1:{port}",
-        "WAMESH_METRICS_LISTEN": "",
-        "WAMESH_LOG_LEVEL": "WARNING",
-    }
-    command = [sys.executable, "-m", "wamesh", "serve", "tenants"]
-    if profile:  # py-spy samples the service: a flame graph (.svg) or collapsed stacks (.txt)
-        spy = str(Path(sys.executable).parent / "py-spy")
-        output_format = "raw" if profile.endswith(".txt") else "flamegraph"
-        command = [spy, "record", "-r", "200", "-f", output_format, "-o", profile, "--", *command]
-    return subprocess.Popen(command, env=env, stdout=sys.stderr)  # stdout: the figures
-
-
 async def measure(
     port: int, redis_url: str, count: int, concurrencies: list[int]
 ) -> dict[str, Any]:
@@ -191,7 +174,16 @@ def main() -> None:
         upgrade_database(infra.postgres.dsn("tenants"), history)
         asyncio.run(seed(infra.postgres.dsn("tenants"), args.tenants))
         port = free_port()
-        service = start_service(infra, port, args.profile)
+        service = serve(
+            "tenants",
+            {
+                "WAMESH_DATABASE_URL": infra.postgres.dsn("tenants"),
+                "WAMESH_REDIS_URL": infra.redis.url,
+                "WAMESH_GRPC_LISTEN": f"127.0.0.1:{port}",
+                "WAMESH_METRICS_LISTEN": "",
+            },
+            args.profile,
+        )
         try:
             concurrencies = [int(c) for c in args.concurrency.split(",")]
             result = asyncio.run(measure(port, infra.redis.url, args.tenants, concurrencies))
