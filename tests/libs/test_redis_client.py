@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from wamesh.libs.localinfra import LocalRedis
-from wamesh.libs.redis_client import make_redis
+from wamesh.libs.redis_client import PipelinedScript, make_redis
 
 
 async def test_talks_to_a_real_redis_server(redis_url: str) -> None:
@@ -38,5 +39,34 @@ async def test_a_dead_server_fails_fast(tmp_path: Path) -> None:
     try:
         with pytest.raises(RedisConnectionError):
             await client.ping()
+    finally:
+        await client.aclose()
+
+
+_COUNT = PipelinedScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+
+
+async def test_a_pipelined_script_is_loaded_when_redis_lacks_it_and_runs_each_call_once(
+    redis_url: str,
+) -> None:
+    client = make_redis(redis_url)
+    try:
+        await client.delete("wamesh:test:a", "wamesh:test:b")
+        await client.script_flush()
+        calls = [(["wamesh:test:a"], [1]), (["wamesh:test:b"], [5]), (["wamesh:test:a"], [2])]
+
+        assert await _COUNT.run(client, calls) == [1, 5, 3]
+        assert await _COUNT.run(client, calls) == [4, 10, 6]  # loaded now: no second load
+        assert await client.get("wamesh:test:a") == b"6"
+    finally:
+        await client.aclose()
+
+
+async def test_a_pipelined_script_raises_what_redis_refused(redis_url: str) -> None:
+    client = make_redis(redis_url)
+    try:
+        await client.set("wamesh:test:text", "not a number")
+        with pytest.raises(ResponseError, match="not an integer"):
+            await _COUNT.run(client, [(["wamesh:test:c"], [1]), (["wamesh:test:text"], [1])])
     finally:
         await client.aclose()

@@ -13,24 +13,26 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from hashlib import sha1
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from wamesh.libs.batching import GroupCommit
 from wamesh.libs.keys import tenant_key
+from wamesh.libs.redis_client import PipelinedScript
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_S = 60
 
-_ADMIT = """
+_ADMIT = PipelinedScript(
+    """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return -1 end
 local count = redis.call('INCR', KEYS[2])
 if count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 return count
 """
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,6 @@ class InboundGuard:
     def __init__(self, redis: aioredis.Redis, *, dedup_ttl_s: int) -> None:
         self._redis = redis
         self._dedup_ttl_s = dedup_ttl_s
-        self._admit_sha = sha1(_ADMIT.encode()).hexdigest()
         # Concurrent webhooks share one pipelined round trip.
         self._admissions: GroupCommit[list[str], int] = GroupCommit(self._admit_all)
 
@@ -63,20 +64,8 @@ class InboundGuard:
         return Admission(duplicate=count < 0, inbound_this_minute=max(count, 0))
 
     async def _admit_all(self, batch: list[list[str]]) -> list[int]:
-        # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first,
-        # one more round trip per batch. The script is loaded when Redis says it lacks it.
-        try:
-            return await self._evalsha_all(batch)
-        except NoScriptError:
-            await self._redis.script_load(_ADMIT)
-            return await self._evalsha_all(batch)
-
-    async def _evalsha_all(self, batch: list[list[str]]) -> list[int]:
         ttls = (self._dedup_ttl_s, 2 * RATE_WINDOW_S)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys in batch:
-                pipe.evalsha(self._admit_sha, len(keys), *keys, *ttls)
-            return [int(count) for count in await pipe.execute()]
+        return [int(count) for count in await _ADMIT.run(self._redis, [(k, ttls) for k in batch])]
 
     async def forget(self, tenant_id: str, message_sid: str) -> None:
         """Forget a MessageSid that was not stored, so that a retry is processed."""
