@@ -72,6 +72,22 @@ async def test_an_event_carries_the_message_and_the_trace_of_its_request(
     assert trace_id == f"{server_span.context.trace_id:032x}"
 
 
+async def test_an_event_outside_any_trace_has_just_its_type_and_payload(
+    internal: Any, redis_client: aioredis.Redis
+) -> None:
+    recorded = await internal.RecordInbound(inbound(tenant(), number(), number()))
+    await wait_for_events(redis_client, {recorded.message.id})
+
+    entry = next(
+        fields
+        for _, fields in await redis_client.xrange(INBOUND_STREAM)
+        if events_pb2.InboundMessageEvent.FromString(fields[b"payload"]).message_id
+        == recorded.message.id
+    )
+    assert entry[b"type"] == events_pb2.InboundMessageEvent.DESCRIPTOR.full_name.encode()
+    assert set(entry) == {b"type", b"payload"}
+
+
 async def test_duplicates_publish_nothing_more(internal: Any, redis_client: aioredis.Redis) -> None:
     request = inbound(tenant(), number(), number())
     first = await internal.RecordInbound(request)
