@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import uvloop
 
+from wamesh.libs.heap import freeze_startup_heap
 from wamesh.libs.logs import configure_logging
 from wamesh.libs.rpc.server import GrpcService
 from wamesh.libs.settings import ServiceSettings
@@ -29,6 +30,7 @@ def run_grpc_service(
 
     async def serve() -> None:
         async with service(settings) as server:
+            freeze_startup_heap()
             await server.serve_until_signal()
 
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from wamesh.libs.heap import freeze_startup_heap
 from wamesh.libs.logs import configure_logging
 from wamesh.libs.telemetry import configure_tracing, instrument_asgi, instrument_redis
 from wamesh.services.ingress.app import create_app
@@ -18,8 +19,10 @@ def main() -> None:
     configure_tracing(settings.service_name, otlp_endpoint=settings.otlp_endpoint)
     instrument_redis()
     host, _, port = settings.http_listen.rpartition(":")
+    app = instrument_asgi(create_app(settings))
+    freeze_startup_heap()  # the imports: nearly all of what the ingress keeps for good
     uvicorn.run(
-        instrument_asgi(create_app(settings)),
+        app,
         host=host.strip("[]") or "0.0.0.0",
         port=int(port),
         loop="uvloop",
