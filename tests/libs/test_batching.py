@@ -54,3 +54,30 @@ async def test_a_batch_must_answer_each_item() -> None:
     group: GroupCommit[int, int] = GroupCommit(send)
     with pytest.raises(ValueError, match="0 results for 1 items"):
         await group.submit(1)
+
+
+async def test_the_next_batch_leaves_before_the_returning_batchs_callers_wake() -> None:
+    events: list[str] = []
+    release_first = asyncio.Event()
+
+    async def send(items: list[int]) -> list[int]:
+        events.append(f"send {items}")
+        if items == [0]:
+            await release_first.wait()
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(send, max_in_flight=1)
+
+    async def call(item: int) -> None:
+        await group.submit(item)
+        events.append(f"answered {item}")
+
+    first = asyncio.create_task(call(0))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(call(1))
+    await asyncio.sleep(0)
+    release_first.set()
+    await asyncio.gather(first, second)
+
+    # The store works on [1] while the caller of [0] answers its own caller.
+    assert events == ["send [0]", "send [1]", "answered 0", "answered 1"]

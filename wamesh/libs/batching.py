@@ -31,7 +31,8 @@ class GroupCommit(Generic[Item, Result]):
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
 
     async def submit(self, item: Item) -> Result:
         """The result for ``item``, or the exception its batch raised."""
@@ -41,16 +42,13 @@ class GroupCommit(Generic[Item, Result]):
         return await answer
 
     def _send_what_can_go(self) -> None:
-        while self._waiting and len(self._in_flight) < self._max_in_flight:
+        while self._waiting and self._in_flight < self._max_in_flight:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
+            self._in_flight += 1
             task = asyncio.create_task(self._send(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._send_what_can_go()
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
@@ -58,14 +56,24 @@ class GroupCommit(Generic[Item, Result]):
             if len(results) != len(batch):
                 raise ValueError(f"{len(results)} results for {len(batch)} items")
         except asyncio.CancelledError:
+            self._in_flight -= 1
             for _, answer in batch:
                 answer.cancel()
             raise
         except Exception as error:  # the batch's failure is each item's failure
+            self._next_batch_goes()
             for _, answer in batch:
                 if not answer.done():
                     answer.set_exception(error)
             return
+        self._next_batch_goes()
         for (_, answer), result in zip(batch, results, strict=True):  # lengths checked above
             if not answer.done():
                 answer.set_result(result)
+
+    def _next_batch_goes(self) -> None:
+        """Send what waited before this batch's callers wake: they then answer their own
+        callers while the next batch is already on its way, where the store sat idle for
+        as long as a returning batch of webhooks took ingress to answer."""
+        self._in_flight -= 1
+        self._send_what_can_go()
