@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 RELAY_LOCK = 0x7761_6D65_7368_0001
 PURGE_EVERY_S = 60.0
 COALESCE_S = 0.02
-# = ANY(array), not IN (...): one statement text for every batch size, so asyncpg prepares
-# it once, where an expanded IN list was a new prepared statement per size.
 # XADD of each event (type, payload, traceparent, tracestate: four ARGV each; an empty trace
 # field is left out) to the stream KEYS[1], in one script call: one XADD per command of a
 # redis-py pipeline cost a tenth of the conversation store's CPU under load. One key per
@@ -55,6 +53,8 @@ end
 return #ARGV / 4
 """
 )
+# = ANY(array), not IN (...): one statement text for every batch size, so asyncpg prepares
+# it once, where an expanded IN list was a new prepared statement per size.
 _MARK_PUBLISHED = (
     sa.update(outbox)
     .where(outbox.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(outbox.c.id.type))))
