@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
+import uvloop
 from benchkit import serve, start
 from twilio.request_validator import RequestValidator
 
@@ -456,7 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     ("b_wamesh", "ingress", wamesh_pids),
                 )
             ]
-            measured = asyncio.run(compare(*targets, args))
+            measured = uvloop.run(compare(*targets, args))
             bare, wamesh = measured["a_bare"], measured["b_wamesh"]
             stored = stored_count(infra.postgres.dsn("conversations"))
         finally:
