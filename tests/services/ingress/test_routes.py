@@ -67,12 +67,18 @@ async def settled(routes: Routes) -> None:
     raise AssertionError("the refresh never finished")
 
 
-async def test_a_route_past_its_ttl_is_used_while_it_is_refreshed(
-    routes: Routes, admin: Any, tenants: GrpcService, clock: Clock
-) -> None:
+async def cached_at_20_now_35(routes: Routes, admin: Any, tenants: GrpcService) -> Tenant:
+    """A tenant whose route is cached with a limit of 20, while the registry now says 35."""
     tenant = await create_tenant(tenants.port, inbound_per_minute=20)
     assert (await routes.resolve(tenant.number)).inbound_per_minute == 20
     await set_limit(admin, tenant, 35)
+    return tenant
+
+
+async def test_a_route_past_its_ttl_is_used_while_it_is_refreshed(
+    routes: Routes, admin: Any, tenants: GrpcService, clock: Clock
+) -> None:
+    tenant = await cached_at_20_now_35(routes, admin, tenants)
 
     clock.now += TTL_S  # past the TTL, within its grace
     stale = await routes.resolve(tenant.number)
@@ -84,9 +90,7 @@ async def test_a_route_past_its_ttl_is_used_while_it_is_refreshed(
 async def test_a_route_within_its_ttl_is_not_looked_up(
     routes: Routes, admin: Any, tenants: GrpcService, clock: Clock
 ) -> None:
-    tenant = await create_tenant(tenants.port, inbound_per_minute=20)
-    await routes.resolve(tenant.number)
-    await set_limit(admin, tenant, 35)
+    tenant = await cached_at_20_now_35(routes, admin, tenants)
 
     clock.now += TTL_S * 0.49  # TTLs are spread over their last half only
     assert (await routes.resolve(tenant.number)).inbound_per_minute == 20
@@ -96,9 +100,7 @@ async def test_a_route_within_its_ttl_is_not_looked_up(
 async def test_a_route_past_its_grace_is_looked_up_before_use(
     routes: Routes, admin: Any, tenants: GrpcService, clock: Clock
 ) -> None:
-    tenant = await create_tenant(tenants.port, inbound_per_minute=20)
-    await routes.resolve(tenant.number)
-    await set_limit(admin, tenant, 35)
+    tenant = await cached_at_20_now_35(routes, admin, tenants)
 
     clock.now += 2 * TTL_S
     assert (await routes.resolve(tenant.number)).inbound_per_minute == 35
