@@ -1,4 +1,5 @@
-"""Run in a subprocess by test_telemetry: a process that traces SQL, Redis and its own span."""
+"""Run in a subprocess by test_telemetry: a process that traces SQL, Redis, a gRPC call over
+wamesh's own channel, and its own span."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import sys
 
 import redis.asyncio as aioredis
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from sqlalchemy import text
 
 from wamesh.libs.db import make_engine
+from wamesh.libs.rpc.client import make_channel
 from wamesh.libs.telemetry import (
     configure_tracing,
     instrument_engine,
@@ -18,7 +21,9 @@ from wamesh.libs.telemetry import (
 )
 
 
-async def main(otlp_endpoint: str | None, database_url: str, redis_url: str) -> None:
+async def main(
+    otlp_endpoint: str | None, database_url: str, redis_url: str, grpc_target: str
+) -> None:
     configure_tracing("telemetry-probe", otlp_endpoint=otlp_endpoint)
     instrument_redis()
     engine = make_engine(database_url, pool_size=1)
@@ -29,10 +34,14 @@ async def main(otlp_endpoint: str | None, database_url: str, redis_url: str) -> 
         client = aioredis.Redis.from_url(redis_url)
         await client.ping()
         await client.aclose()
+        # Any unary call will do: the collector's own, with nothing in it.
+        async with make_channel(grpc_target) as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            await stub.Export(trace_service_pb2.ExportTraceServiceRequest())
     await engine.dispose()
     shutdown_tracing()
 
 
 if __name__ == "__main__":
     endpoint = sys.argv[1] or None
-    asyncio.run(main(endpoint, sys.argv[2], sys.argv[3]))
+    asyncio.run(main(endpoint, sys.argv[2], sys.argv[3], sys.argv[4]))

@@ -46,29 +46,31 @@ async def collector() -> AsyncIterator[tuple[Collector, int]]:
     await server.stop(None)
 
 
-async def _run_probe(endpoint: str, database_dsn: str, redis_url: str) -> None:
+async def _run_probe(endpoint: str, database_dsn: str, redis_url: str, grpc_port: int) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(PROBE), endpoint, database_dsn, redis_url
+        sys.executable, str(PROBE), endpoint, database_dsn, redis_url, f"127.0.0.1:{grpc_port}"
     )
     assert await asyncio.wait_for(process.wait(), timeout=60) == 0
 
 
-async def test_spans_are_exported_over_otlp_with_sql_and_redis(
+async def test_spans_are_exported_over_otlp_with_sql_redis_and_grpc(
     collector: tuple[Collector, int], database_dsn: str, redis_url: str
 ) -> None:
     servicer, port = collector
-    await _run_probe(f"http://127.0.0.1:{port}", database_dsn, redis_url)
+    await _run_probe(f"http://127.0.0.1:{port}", database_dsn, redis_url, port)
 
     names = {name for service, name, _ in servicer.spans if service == "telemetry-probe"}
     assert "probe-root" in names
     assert any("SELECT" in name for name in names), names
     assert "PING" in names
-    assert len({trace_id for *_, trace_id in servicer.spans}) == 1, "one trace across SQL and Redis"
+    # Exporting installs the gRPC client interceptors on wamesh's channels too.
+    assert any(name.endswith("TraceService/Export") for name in names), names
+    assert len({trace_id for *_, trace_id in servicer.spans}) == 1, "one trace across them all"
 
 
 async def test_nothing_is_exported_without_an_endpoint(
     collector: tuple[Collector, int], database_dsn: str, redis_url: str
 ) -> None:
-    servicer, _ = collector
-    await _run_probe("", database_dsn, redis_url)
+    servicer, port = collector
+    await _run_probe("", database_dsn, redis_url, port)
     assert servicer.spans == []
