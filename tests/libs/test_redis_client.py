@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -68,5 +69,33 @@ async def test_a_pipelined_script_raises_what_redis_refused(redis_url: str) -> N
         await client.set("wamesh:test:text", "not a number")
         with pytest.raises(ResponseError, match="not an integer"):
             await _COUNT.run(client, [(["wamesh:test:c"], [1]), (["wamesh:test:text"], [1])])
+    finally:
+        await client.aclose()
+
+
+async def test_a_busy_pool_waits_for_a_free_connection_instead_of_raising(
+    redis_url: str,
+) -> None:
+    """Ten times more concurrent commands than connections: every one is answered."""
+    client = make_redis(redis_url, max_connections=4, pool_timeout_s=10.0)
+    try:
+        # BLPOP holds its connection until the timeout, so the pool stays exhausted meanwhile.
+        results = await asyncio.gather(
+            *(client.blpop([f"wamesh:test:empty:{i}"], timeout=0.2) for i in range(40))
+        )
+        assert results == [None] * 40
+        assert len(client.connection_pool._in_use_connections) == 0  # type: ignore[attr-defined]
+    finally:
+        await client.aclose()
+
+
+async def test_a_pool_that_stays_busy_raises_after_its_timeout(redis_url: str) -> None:
+    client = make_redis(redis_url, max_connections=1, pool_timeout_s=0.2)
+    try:
+        holding = asyncio.create_task(client.blpop(["wamesh:test:empty"], timeout=2))
+        await asyncio.sleep(0.1)
+        with pytest.raises(RedisConnectionError):
+            await client.ping()
+        assert await holding is None
     finally:
         await client.aclose()

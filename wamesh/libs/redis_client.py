@@ -1,7 +1,11 @@
-"""One way to open Redis: redis-py asyncio over hiredis, with timeouts that fail fast.
+"""One way to open Redis: redis-py asyncio over hiredis, with timeouts that fail fast and a
+pool that waits for a free connection instead of raising.
 
 hiredis is picked up by redis-py on its own when installed (it is, via ``redis[hiredis]``);
-the timeouts keep a dead Redis from hanging a webhook or a worker loop.
+the timeouts keep a dead Redis from hanging a webhook or a worker loop. redis-py's default
+pool raises "Too many connections" the moment every connection is busy: under a burst
+(a failed store batch spilling every webhook of it at once) that failed writes while Redis
+itself was fine, so the pool blocks for up to ``pool_timeout_s`` instead.
 """
 
 from __future__ import annotations
@@ -21,22 +25,26 @@ def make_redis(
     client_name: str | None = None,
     max_connections: int = 64,
     socket_timeout_s: float = 5.0,
+    pool_timeout_s: float | None = None,
 ) -> aioredis.Redis:
     """A pooled client for ``url`` (``redis://`` or ``rediss://``); bytes in, bytes out.
 
     ``socket_timeout_s`` bounds each command; blocking reads (XREADGROUP BLOCK) must ask
-    for less than that.
+    for less than that. A command waits up to ``pool_timeout_s`` (default: the socket
+    timeout) for one of the ``max_connections`` to be free, then raises ConnectionError.
     """
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        client_name=client_name,
         max_connections=max_connections,
+        timeout=socket_timeout_s if pool_timeout_s is None else pool_timeout_s,
+        client_name=client_name,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
         health_check_interval=30,
         retry_on_timeout=False,
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class PipelinedScript:

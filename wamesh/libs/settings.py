@@ -44,6 +44,14 @@ class WameshSettings(BaseSettings):
         default=None, description="OTLP/gRPC collector, e.g. http://otel-collector:4317"
     )
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = Field(
+        default=64, ge=1, description="Connections in the process's Redis pool"
+    )
+    redis_pool_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long a command waits for a free pooled connection before failing",
+    )
 
 
 class ServiceSettings(WameshSettings):
