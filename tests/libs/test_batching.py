@@ -81,3 +81,28 @@ async def test_the_next_batch_leaves_before_the_returning_batchs_callers_wake() 
 
     # The store works on [1] while the caller of [0] answers its own caller.
     assert events == ["send [0]", "send [1]", "answered 0", "answered 1"]
+
+
+async def test_an_item_given_up_while_waiting_is_never_sent() -> None:
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def send(items: list[int]) -> list[int]:
+        batches.append(items)
+        await release.wait()
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(send, max_in_flight=1)
+    in_flight = asyncio.create_task(group.submit(1, timeout_s=0.05))
+    await asyncio.sleep(0)
+    patient = asyncio.create_task(group.submit(2))
+    impatient = asyncio.create_task(group.submit(3, timeout_s=0.05))
+
+    with pytest.raises(TimeoutError):
+        await impatient
+    with pytest.raises(TimeoutError):
+        await in_flight  # given up on, though its batch is still on the wire
+    release.set()
+
+    assert await patient == 2
+    assert batches == [[1], [2]]

@@ -34,17 +34,27 @@ class GroupCommit(Generic[Item, Result]):
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
 
-    async def submit(self, item: Item) -> Result:
-        """The result for ``item``, or the exception its batch raised."""
+    async def submit(self, item: Item, *, timeout_s: float | None = None) -> Result:
+        """The result for ``item``, or the exception its batch raised; TimeoutError after
+        ``timeout_s``. An item given up while it waited is never sent; one given up in
+        flight may still be done by the batch, so ``send`` must be idempotent to use it."""
         answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, answer))
         self._send_what_can_go()
-        return await answer
+        if timeout_s is None:
+            return await answer
+        # On expiry the answer is cancelled with this task's wait: the batch then sees it
+        # done and passes it over.
+        async with asyncio.timeout(timeout_s):
+            return await answer
 
     def _send_what_can_go(self) -> None:
         while self._waiting and self._in_flight < self._max_in_flight:
+            self._waiting = [waiter for waiter in self._waiting if not waiter[1].done()]
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
+            if not batch:
+                return
             self._in_flight += 1
             task = asyncio.create_task(self._send(batch))
             self._tasks.add(task)
