@@ -88,7 +88,9 @@ async def under_fault(
     return Fates(deliveries, await mesh.settled(tenant.tenant_id))
 
 
-def freeze_for(mesh: FaultMesh, pids: Callable[[], list[int]], seconds: float) -> Callable[[], None]:
+def freeze_for(
+    mesh: FaultMesh, pids: Callable[[], list[int]], seconds: float
+) -> Callable[[], None]:
     def fault() -> None:
         with mesh.frozen(*pids()):
             time.sleep(seconds)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,10 +231,8 @@ class FaultMesh:
             yield
         finally:
             for process in family:
-                try:
+                with suppress(psutil.NoSuchProcess):
                     process.send_signal(signal.SIGCONT)
-                except psutil.NoSuchProcess:
-                    pass
 
     def postgres_pid(self) -> int:
         pid_file = self.infra.postgres.data_dir / "pgdata" / "postmaster.pid"
