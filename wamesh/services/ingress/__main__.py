@@ -33,6 +33,8 @@ def main() -> None:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,
+        limit_concurrency=settings.http_limit_concurrency,
+        timeout_keep_alive=int(settings.http_keepalive_s),
     )
 
 

@@ -1,8 +1,10 @@
 """The public door: Twilio's WhatsApp webhooks and status callbacks, over Starlette.
 
 A webhook is answered 200 only once it is durable: stored by the conversation store, or,
-while that is down, appended to the spill stream. Every check that can refuse a request
-(source-IP budget, size, form, fields, tenant, signature) runs before any write.
+while that is down or slow, appended to the spill stream. Every check that can refuse a
+request (source-IP budget, size, form, fields, tenant, signature) runs before any write.
+Every webhook is answered within ``WAMESH_ANSWER_WITHIN_S`` of its body's arrival: each step
+gets what is left of that, less the time a spill may take, so there is always time to spill.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from prometheus_client import (
 )
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -44,11 +46,12 @@ from wamesh.libs.rpc.errors import is_infrastructure_error
 from wamesh.libs.tenant_invalidations import InvalidationListener
 from wamesh.services.ingress import webhooks
 from wamesh.services.ingress.admission import SourceBudget
+from wamesh.services.ingress.deadline import Deadline
 from wamesh.services.ingress.guard import InboundGuard
 from wamesh.services.ingress.routing import NoCredentials, Routes, TenantRoute, UnknownNumber
 from wamesh.services.ingress.settings import IngressSettings
 from wamesh.services.ingress.signatures import PublicUrls, signed_by
-from wamesh.services.ingress.spill import SpillReplayer, spill
+from wamesh.services.ingress.spill import Spill, SpillReplayer
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,13 @@ class IngressMetrics:
         )
         self.duplicates = Counter(
             "wamesh_ingress_duplicates",
-            "Webhooks whose MessageSid was already stored",
+            "Webhooks whose MessageSid the store already held",
+            registry=registry,
+        )
+        self.repeats = Counter(
+            "wamesh_ingress_repeats",
+            "Webhooks whose MessageSid was seen before (sent to the store again, not counted"
+            " against the rate again)",
             registry=registry,
         )
         self.rate_limited = Counter(
@@ -99,22 +108,26 @@ class IngressMetrics:
         self.spilled = Counter(
             "wamesh_ingress_spilled", "Webhooks kept in the spill stream", registry=registry
         )
-
-
-class StoreRefusal(Exception):
-    """The store refused one webhook of a batch (what RecordInbound would have refused)."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
+        self.spill_failures = Counter(
+            "wamesh_ingress_spill_failures",
+            "Webhooks the store did not take and the spill could not keep (answered 503)",
+            registry=registry,
+        )
+        self.store_gave_up = Counter(
+            "wamesh_ingress_store_gave_up",
+            "Webhooks spilled because the store had not answered in their time",
+            registry=registry,
+        )
 
 
 class Refused(Exception):
     """Answer the request with ``status`` and ``reason`` (no secrets, no message bodies)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, close: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.close = close  # end the connection too (a client too slow to send its body)
 
 
 @dataclass
@@ -128,35 +141,42 @@ class Ingress:
     conversations: Any  # ConversationStoreStub
     tenants_channel: grpc.aio.Channel
     conversations_channel: grpc.aio.Channel
+    spill: Spill
     replayer: SpillReplayer
     batcher: GroupCommit[pb.RecordInboundRequest, pb.RecordInboundResult]
 
     async def whatsapp(self, request: Request) -> Response:
-        received_at = time.time_ns()
         form = await self._form(request)
+        received_at = time.time_ns()
+        deadline = Deadline(self.settings.answer_within_s)
         webhook = webhooks.inbound(form)
         sid = webhook.message.message_sid
-        route = await self._verified_route(request, form, webhook.sender_number, sid)
-        admission = await self.guard.admit(route.tenant_id, sid, webhook.customer_number)
-        if admission.duplicate:
-            self.metrics.duplicates.inc()
-            return _twiml()
+        route = await self._verified_route(request, form, webhook.sender_number, sid, deadline)
+        admission = await self.guard.admit(
+            route.tenant_id,
+            sid,
+            webhook.customer_number,
+            timeout_s=deadline.left(reserve_s=self.settings.spill_reserve_s),
+        )
+        if admission.seen_before:
+            self.metrics.repeats.inc()
         rate_limited = admission.inbound_this_minute > route.inbound_per_minute
-        if rate_limited:
+        if rate_limited and not admission.seen_before:
             self.metrics.rate_limited.inc()
         store = pb.RecordInboundRequest(
             tenant_id=route.tenant_id, message=webhook.message, rate_limited=rate_limited
         )
         store.received_at.FromNanoseconds(received_at)
-        await self._store(store, route.tenant_id, sid, self._record_batched)
+        await self._store_inbound(store, deadline)
         return _twiml()
 
     async def status(self, request: Request) -> Response:
-        received_at = time.time_ns()
         form = await self._form(request)
+        received_at = time.time_ns()
+        deadline = Deadline(self.settings.answer_within_s)
         callback = webhooks.status(form)
         route = await self._verified_route(
-            request, form, callback.sender_number, callback.message_sid
+            request, form, callback.sender_number, callback.message_sid, deadline
         )
         if callback.status is None:
             return _twiml()  # e.g. "received": nothing for the store to record
@@ -169,73 +189,92 @@ class Ingress:
             error_message=callback.error_message,
         )
         store.occurred_at.FromNanoseconds(received_at)
-        await self._store(store, route.tenant_id, None, self._record_status)
+        await self._store_status(store, deadline)
         return _twiml()
 
-    async def _record_batched(self, request: Message) -> None:
-        assert isinstance(request, pb.RecordInboundRequest)
-        result = await self.batcher.submit(request)
-        if result.HasField("refusal"):
-            raise StoreRefusal(result.refusal.message, result.refusal.field)
+    async def _store_inbound(self, request: pb.RecordInboundRequest, deadline: Deadline) -> None:
+        """Stored, or spilled once the store failed or ran out of the webhook's time."""
+        wait_s = deadline.left(reserve_s=self.settings.spill_reserve_s)
+        if wait_s > 0:
+            try:
+                result = await self.batcher.submit(request, timeout_s=wait_s)
+            except TimeoutError:
+                self.metrics.store_gave_up.inc()
+            except grpc.aio.AioRpcError as error:
+                self._refused_unless_down(error)
+            else:
+                if result.HasField("refusal"):
+                    refusal = result.refusal
+                    field = f"{refusal.field}: " if refusal.field else ""
+                    raise Refused(400, f"refused by the store: {field}{refusal.message}")
+                if result.duplicate:
+                    self.metrics.duplicates.inc()
+                return
+        await self._spill(request, deadline)
 
-    async def _record_inbound(self, request: Message) -> None:
-        await self.conversations.RecordInbound(request, timeout=self.settings.rpc_timeout_s)
+    async def _store_status(self, request: pb.RecordStatusRequest, deadline: Deadline) -> None:
+        wait_s = min(
+            self.settings.rpc_timeout_s, deadline.left(reserve_s=self.settings.spill_reserve_s)
+        )
+        if wait_s > 0:
+            try:
+                await self.conversations.RecordStatus(request, timeout=wait_s)
+                return
+            except grpc.aio.AioRpcError as error:
+                self._refused_unless_down(error)
+        await self._spill(request, deadline)
 
-    async def _record_status(self, request: Message) -> None:
-        await self.conversations.RecordStatus(request, timeout=self.settings.rpc_timeout_s)
+    def _refused_unless_down(self, error: grpc.aio.AioRpcError) -> None:
+        """A refusal is the webhook's fault (400); anything else, the store's (spill it)."""
+        if not is_infrastructure_error(error):
+            raise Refused(400, f"refused by the store: {error.details()}") from None
+        self.metrics.dependency_errors.labels("conversations").inc()
+
+    async def _spill(self, request: Message, deadline: Deadline) -> None:
+        try:
+            # At least a moment: a webhook whose time is spent is still worth keeping.
+            await self.spill.append(request, timeout_s=max(deadline.left(), 0.05))
+        except (RedisError, TimeoutError) as error:
+            self.metrics.spill_failures.inc()
+            log.error("could not spill a webhook", extra={"error": type(error).__name__})
+            raise Refused(503, "store and spill both unavailable") from None
+        self.metrics.spilled.inc()
+        self.replayer.wake.set()
 
     async def replay(self, request: Message) -> None:
         """Store a spilled request (the replayer's hand)."""
+        timeout = self.settings.rpc_timeout_s
         if isinstance(request, pb.RecordInboundRequest):
-            await self._record_inbound(request)
+            await self.conversations.RecordInbound(request, timeout=timeout)
         else:
-            await self._record_status(request)
-
-    async def _store(
-        self,
-        request: Message,
-        tenant_id: str,
-        message_sid: str | None,
-        record: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        try:
-            await record(request)
-        except StoreRefusal as refusal:
-            if message_sid:
-                await self.guard.forget(tenant_id, message_sid)
-            raise Refused(400, f"refused by the store: {refusal}") from None
-        except grpc.aio.AioRpcError as error:
-            if not is_infrastructure_error(error):
-                if message_sid:
-                    await self.guard.forget(tenant_id, message_sid)
-                raise Refused(400, f"refused by the store: {error.details()}") from None
-            self.metrics.dependency_errors.labels("conversations").inc()
-            if not await spill(self.redis, request):
-                if message_sid:
-                    await self.guard.forget(tenant_id, message_sid)
-                raise Refused(503, "store and spill both unavailable") from None
-            self.metrics.spilled.inc()
-            self.replayer.wake.set()
+            await self.conversations.RecordStatus(request, timeout=timeout)
 
     async def _form(self, request: Request) -> webhooks.Form:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != webhooks.FORM_CONTENT_TYPE:
             raise Refused(400, f"body must be {webhooks.FORM_CONTENT_TYPE}")
-        body = await _body(request, self.settings.max_body_bytes)
+        body = await _body(request, self.settings.max_body_bytes, self.settings.body_timeout_s)
         return webhooks.parse_form(body)
 
     async def _verified_route(
-        self, request: Request, form: webhooks.Form, sender: str, message_sid: str
+        self,
+        request: Request,
+        form: webhooks.Form,
+        sender: str,
+        message_sid: str,
+        deadline: Deadline,
     ) -> TenantRoute:
         try:
-            route = await self.routes.resolve(sender)
+            async with asyncio.timeout(deadline.left(reserve_s=self.settings.spill_reserve_s)):
+                route = await self.routes.resolve(sender)
         except UnknownNumber:
             raise Refused(404, "no tenant has this number") from None
         except NoCredentials:
             raise Refused(403, "the tenant has no Twilio credentials to check with") from None
-        except grpc.aio.AioRpcError as error:
+        except (grpc.aio.AioRpcError, TimeoutError) as error:
             self.metrics.dependency_errors.labels("tenants").inc()
-            log.warning("tenant lookup failed", extra={"code": error.code().name})
+            code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "TIMEOUT"
+            log.warning("tenant lookup failed", extra={"code": code})
             raise Refused(503, "tenant registry unavailable") from None
         if not route.active:
             raise Refused(403, "tenant suspended")
@@ -291,16 +330,20 @@ async def _grpc_ready(channel: grpc.aio.Channel) -> bool:
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, limit: int, timeout_s: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise Refused(400, f"body larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(400, f"body larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Refused(400, f"body larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(408, f"body not received within {timeout_s:g} s", close=True) from None
     return b"".join(chunks)
 
 
@@ -311,6 +354,10 @@ _TWIML_RESPONSE = Response(TWIML_EMPTY, media_type="text/xml")
 
 def _twiml() -> Response:
     return _TWIML_RESPONSE
+
+
+# Never delivered (uvicorn drops what is sent to a closed connection); 499 as nginx logs it.
+_GONE = Response(status_code=499)
 
 
 def _endpoint(
@@ -324,11 +371,18 @@ def _endpoint(
             response = await handler(request)
             outcome = "ok"
         except Refused as refusal:
-            response = PlainTextResponse(refusal.reason, status_code=refusal.status)
+            headers = {"Connection": "close"} if refusal.close else None
+            response = PlainTextResponse(
+                refusal.reason, status_code=refusal.status, headers=headers
+            )
             outcome = str(refusal.status)
         except webhooks.WebhookError as error:
             response = PlainTextResponse(str(error), status_code=400)
             outcome = "400"
+        except ClientDisconnect:
+            # Gone before its body arrived: nothing was read, so nothing is owed to it.
+            response = _GONE
+            outcome = "disconnected"
         metrics.requests.labels(name, outcome).inc()
         metrics.latency.labels(name).observe(time.perf_counter() - started)
         return response
@@ -417,7 +471,13 @@ async def _running(
     settings: IngressSettings, metrics: IngressMetrics, urls: PublicUrls
 ) -> AsyncIterator[Ingress]:
     token = settings.internal_token.get_secret_value()
-    redis = make_redis(settings.redis_url, client_name="ingress", socket_timeout_s=1.0)
+    redis = make_redis(
+        settings.redis_url,
+        client_name="ingress",
+        max_connections=settings.redis_max_connections,
+        socket_timeout_s=settings.redis_timeout_s,
+        pool_timeout_s=settings.redis_pool_timeout_s,
+    )
     tenants_channel = make_channel(
         settings.tenants_target, token=token, default_timeout=settings.rpc_timeout_s
     )
@@ -441,7 +501,13 @@ async def _running(
         conversations=conversations,
         tenants_channel=tenants_channel,
         conversations_channel=conversations_channel,
-        replayer=SpillReplayer(redis, lambda request: ingress.replay(request)),
+        spill=Spill(redis),
+        replayer=SpillReplayer(
+            redis,
+            lambda request: ingress.replay(request),
+            # Longer than a replayed store call may last: see SpillReplayer.
+            lease_ms=int(max(10.0, 3 * settings.rpc_timeout_s) * 1000),
+        ),
         batcher=GroupCommit(_record_inbound_batch(conversations, settings.rpc_timeout_s)),
     )
     listener = InvalidationListener(redis, routes.invalidate, routes.reset)

@@ -30,7 +30,33 @@ class IngressSettings(WameshSettings):
     conversations_target: str = "127.0.0.1:50052"
     internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
     rpc_timeout_s: float = Field(
-        default=4.0, gt=0, description="Deadline of each call to tenants/conversations"
+        default=2.0, gt=0, description="Deadline of each call to tenants/conversations"
+    )
+    answer_within_s: float = Field(
+        default=5.0,
+        gt=0,
+        lt=15,
+        description=(
+            "Every webhook is answered within this (200 once stored or spilled, else 503);"
+            " Twilio gives up after 15 s"
+        ),
+    )
+    redis_timeout_s: float = Field(default=1.0, gt=0, description="Deadline of each Redis command")
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, description="A body not fully received in this time is answered 408"
+    )
+    http_limit_concurrency: int = Field(
+        default=2048,
+        ge=1,
+        description="Connections and requests at once before uvicorn answers 503",
+    )
+    http_keepalive_s: float = Field(
+        default=75.0,
+        gt=0,
+        description=(
+            "Idle keep-alive connections are closed after this; keep it above the ingress"
+            " controller's upstream keep-alive, so the proxy never reuses a closed connection"
+        ),
     )
     max_body_bytes: int = Field(default=65_536, ge=1024)
     dedup_ttl_s: int = Field(default=86_400, ge=60, description="How long a MessageSid is known")
@@ -62,6 +88,21 @@ class IngressSettings(WameshSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @property
+    def spill_reserve_s(self) -> float:
+        """The most a spill may take: waiting for a pooled connection, then the command."""
+        return self.redis_pool_timeout_s + self.redis_timeout_s
+
+    @model_validator(mode="after")
+    def _time_to_spill(self) -> IngressSettings:
+        if self.answer_within_s <= 2 * self.spill_reserve_s:
+            raise ValueError(
+                "WAMESH_ANSWER_WITHIN_S must exceed twice WAMESH_REDIS_POOL_TIMEOUT_S +"
+                " WAMESH_REDIS_TIMEOUT_S: a webhook needs time to be counted, stored, and"
+                " spilled if the store is slow"
+            )
+        return self
 
     @model_validator(mode="after")
     def _real_token_off_loopback(self) -> IngressSettings:
