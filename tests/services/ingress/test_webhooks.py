@@ -376,7 +376,8 @@ async def test_a_redis_that_lost_its_scripts_gets_them_again(
     again = await post_signed(client, "/twilio/whatsapp", params, tenant.auth_token)
 
     assert first.status_code == again.status_code == 200
-    # Dedup works again (without its script, the ingress would fall back to the store).
+    # Redis knows the repeat again (without its script, the ingress would count nothing).
+    assert ingress_registry.get_sample_value("wamesh_ingress_repeats_total") == 1
     assert ingress_registry.get_sample_value("wamesh_ingress_duplicates_total") == 1
 
 
