@@ -266,3 +266,32 @@ async def test_a_slow_body_is_408_and_a_vanished_client_is_counted(
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"connection: close" in answer.lower()
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_once_the_store_failed_the_next_webhooks_spill_without_trying_it(
+    tenants: GrpcService,
+    tenant: Tenant,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    silent_store: int,
+) -> None:
+    registry = CollectorRegistry()
+    await redis_client.delete(SPILL_STREAM)
+    settings = ingress_settings(tenants, silent_store, redis_url, store_retry_after_s=60.0, **FAST)
+    async with (
+        serve_ingress(settings, registry) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        first = await post_signed(
+            client, "/twilio/whatsapp", message_params(tenant), tenant.auth_token
+        )
+        assert registry.get_sample_value("wamesh_ingress_store_breaker_open") == 1
+        rest = [
+            await post_signed(client, "/twilio/whatsapp", message_params(tenant), tenant.auth_token)
+            for _ in range(10)
+        ]
+
+    assert [r.status_code for r in [first, *rest]] == [200] * 11
+    assert registry.get_sample_value("wamesh_ingress_store_gave_up_total") == 1  # the first only
+    assert registry.get_sample_value("wamesh_ingress_spilled_total") == 11
+    await redis_client.delete(SPILL_STREAM)

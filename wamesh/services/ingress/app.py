@@ -27,6 +27,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -46,6 +47,7 @@ from wamesh.libs.rpc.errors import is_infrastructure_error
 from wamesh.libs.tenant_invalidations import InvalidationListener
 from wamesh.services.ingress import webhooks
 from wamesh.services.ingress.admission import SourceBudget
+from wamesh.services.ingress.breaker import StoreBreaker
 from wamesh.services.ingress.deadline import Deadline
 from wamesh.services.ingress.guard import InboundGuard
 from wamesh.services.ingress.routing import NoCredentials, Routes, TenantRoute, UnknownNumber
@@ -113,6 +115,11 @@ class IngressMetrics:
             "Webhooks the store did not take and the spill could not keep (answered 503)",
             registry=registry,
         )
+        self.store_breaker_open = Gauge(
+            "wamesh_ingress_store_breaker_open",
+            "1 while webhooks spill without trying the store (it failed a moment ago)",
+            registry=registry,
+        )
         self.store_gave_up = Counter(
             "wamesh_ingress_store_gave_up",
             "Webhooks spilled because the store had not answered in their time",
@@ -141,6 +148,7 @@ class Ingress:
     conversations: Any  # ConversationStoreStub
     tenants_channel: grpc.aio.Channel
     conversations_channel: grpc.aio.Channel
+    breaker: StoreBreaker
     spill: Spill
     replayer: SpillReplayer
     batcher: GroupCommit[pb.RecordInboundRequest, pb.RecordInboundResult]
@@ -195,14 +203,16 @@ class Ingress:
     async def _store_inbound(self, request: pb.RecordInboundRequest, deadline: Deadline) -> None:
         """Stored, or spilled once the store failed or ran out of the webhook's time."""
         wait_s = deadline.left(reserve_s=self.settings.spill_reserve_s)
-        if wait_s > 0:
+        if wait_s > 0 and self.breaker.allows():
             try:
                 result = await self.batcher.submit(request, timeout_s=wait_s)
             except TimeoutError:
                 self.metrics.store_gave_up.inc()
+                self.breaker.failed()
             except grpc.aio.AioRpcError as error:
                 self._refused_unless_down(error)
             else:
+                self.breaker.succeeded()
                 if result.HasField("refusal"):
                     refusal = result.refusal
                     field = f"{refusal.field}: " if refusal.field else ""
@@ -216,9 +226,10 @@ class Ingress:
         wait_s = min(
             self.settings.rpc_timeout_s, deadline.left(reserve_s=self.settings.spill_reserve_s)
         )
-        if wait_s > 0:
+        if wait_s > 0 and self.breaker.allows():
             try:
                 await self.conversations.RecordStatus(request, timeout=wait_s)
+                self.breaker.succeeded()
                 return
             except grpc.aio.AioRpcError as error:
                 self._refused_unless_down(error)
@@ -227,8 +238,10 @@ class Ingress:
     def _refused_unless_down(self, error: grpc.aio.AioRpcError) -> None:
         """A refusal is the webhook's fault (400); anything else, the store's (spill it)."""
         if not is_infrastructure_error(error):
+            self.breaker.succeeded()
             raise Refused(400, f"refused by the store: {error.details()}") from None
         self.metrics.dependency_errors.labels("conversations").inc()
+        self.breaker.failed()
 
     async def _spill(self, request: Message, deadline: Deadline) -> None:
         try:
@@ -501,6 +514,9 @@ async def _running(
         conversations=conversations,
         tenants_channel=tenants_channel,
         conversations_channel=conversations_channel,
+        breaker=StoreBreaker(
+            settings.store_retry_after_s, probe_timeout_s=settings.answer_within_s
+        ),
         spill=Spill(redis),
         replayer=SpillReplayer(
             redis,
@@ -510,6 +526,7 @@ async def _running(
         ),
         batcher=GroupCommit(_record_inbound_batch(conversations, settings.rpc_timeout_s)),
     )
+    metrics.store_breaker_open.set_function(lambda: float(ingress.breaker.is_open))
     listener = InvalidationListener(redis, routes.invalidate, routes.reset)
     stop = asyncio.Event()
     replaying = asyncio.create_task(ingress.replayer.run(stop), name="spill-replayer")

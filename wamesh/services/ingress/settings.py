@@ -41,6 +41,14 @@ class IngressSettings(WameshSettings):
             " Twilio gives up after 15 s"
         ),
     )
+    store_retry_after_s: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "After the store failed a webhook, the next ones spill at once for this long;"
+            " then one tries the store again"
+        ),
+    )
     redis_timeout_s: float = Field(default=1.0, gt=0, description="Deadline of each Redis command")
     body_timeout_s: float = Field(
         default=10.0, gt=0, description="A body not fully received in this time is answered 408"
