@@ -43,7 +43,8 @@ def summary(attempts: list[Attempt]) -> dict[str, Any]:
 
 
 def rss_mb(pid: int) -> float:
-    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    rss: int = psutil.Process(pid).memory_info().rss
+    return round(rss / 2**20, 1)
 
 
 async def measure(mesh: FaultMesh, args: argparse.Namespace) -> dict[str, Any]:
