@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from wamesh.libs.batching import GroupCommit
+from wamesh.libs.batching import Full, GroupCommit
 
 
 async def test_an_idle_caller_goes_alone_and_a_busy_one_is_grouped() -> None:
@@ -106,3 +106,23 @@ async def test_an_item_given_up_while_waiting_is_never_sent() -> None:
 
     assert await patient == 2
     assert batches == [[1], [2]]
+
+
+async def test_beyond_max_waiting_a_submit_is_refused_at_once() -> None:
+    release = asyncio.Event()
+
+    async def send(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(send, max_in_flight=1, max_waiting=2)
+    in_flight = asyncio.create_task(group.submit(0))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(group.submit(n)) for n in (1, 2)]
+    await asyncio.sleep(0)
+
+    with pytest.raises(Full):
+        await group.submit(3)
+    release.set()
+    assert [await in_flight, *await asyncio.gather(*waiting)] == [0, 1, 2]
+    assert await group.submit(4) == 4  # room again

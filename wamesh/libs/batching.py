@@ -18,6 +18,10 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+class Full(Exception):
+    """``max_waiting`` items wait already: the callee is stalled, not busy; do without it."""
+
+
 class GroupCommit(Generic[Item, Result]):
     def __init__(
         self,
@@ -25,11 +29,14 @@ class GroupCommit(Generic[Item, Result]):
         *,
         max_batch: int = 200,
         max_in_flight: int = 1,
+        max_waiting: int | None = None,
     ) -> None:
-        """``send(items)`` returns one result per item, in order, or raises for all."""
+        """``send(items)`` returns one result per item, in order, or raises for all. With
+        ``max_waiting``, a submit that would make more items wait raises :class:`Full`."""
         self._send_batch = send
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._max_waiting = max_waiting
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
@@ -38,6 +45,10 @@ class GroupCommit(Generic[Item, Result]):
         """The result for ``item``, or the exception its batch raised; TimeoutError after
         ``timeout_s``. An item given up while it waited is never sent; one given up in
         flight may still be done by the batch, so ``send`` must be idempotent to use it."""
+        if self._max_waiting is not None and len(self._waiting) >= self._max_waiting:
+            self._waiting = [waiter for waiter in self._waiting if not waiter[1].done()]
+            if len(self._waiting) >= self._max_waiting:
+                raise Full(f"{len(self._waiting)} items wait already")
         answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, answer))
         self._send_what_can_go()

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh.libs.batching import GroupCommit
+from wamesh.libs.batching import Full, GroupCommit
 from wamesh.libs.redis_client import make_redis
 from wamesh.libs.rpc.client import make_channel
 from wamesh.libs.rpc.errors import is_infrastructure_error
@@ -63,6 +63,10 @@ _IDEMPOTENT = (
     "/wamesh.conversations.v1.ConversationStore/RecordInbound",
     "/wamesh.conversations.v1.ConversationStore/RecordInboundBatch",
 )
+# Webhooks waiting for the store behind the batch in flight: two full batches. More means
+# the store is stalled rather than busy, and until the breaker opens each would be held
+# (its connection, its parsed form) for its whole wait; the rest spill at once.
+_STORE_MAX_WAITING = 400
 
 
 class IngressMetrics:
@@ -209,6 +213,8 @@ class Ingress:
             except TimeoutError:
                 self.metrics.store_gave_up.inc()
                 self.breaker.failed()
+            except Full:
+                self.metrics.store_gave_up.inc()  # too far behind to be in time
             except grpc.aio.AioRpcError as error:
                 self._refused_unless_down(error)
             else:
@@ -524,7 +530,10 @@ async def _running(
             # Longer than a replayed store call may last: see SpillReplayer.
             lease_ms=int(max(10.0, 3 * settings.rpc_timeout_s) * 1000),
         ),
-        batcher=GroupCommit(_record_inbound_batch(conversations, settings.rpc_timeout_s)),
+        batcher=GroupCommit(
+            _record_inbound_batch(conversations, settings.rpc_timeout_s),
+            max_waiting=_STORE_MAX_WAITING,
+        ),
     )
     metrics.store_breaker_open.set_function(lambda: float(ingress.breaker.is_open))
     listener = InvalidationListener(redis, routes.invalidate, routes.reset)
