@@ -278,3 +278,83 @@ async def test_entries_and_pending_work_survive_a_redis_restart(tmp_path: Path) 
         await client.aclose()
     finally:
         server.stop()
+
+
+async def test_run_keeps_consuming_after_redis_loses_the_stream_and_its_group(
+    redis: aioredis.Redis, stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stop = asyncio.Event()
+    arrived: dict[str, asyncio.Event] = {"job-1": asyncio.Event(), "job-2": asyncio.Event()}
+
+    async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
+        arrived[entry.message.job_id].set()
+
+    reader = StreamConsumer(
+        redis,
+        stream,
+        group="dispatcher",
+        consumer="c1",
+        message_type=OutboundJobEvent,
+        handler=handler,
+        block_ms=10,
+    )
+    task = asyncio.create_task(reader.run(stop))
+    producer = StreamProducer(redis, stream)
+    try:
+        await producer.publish(job(1))
+        await until_handled_or_dead(arrived["job-1"], task)
+        await redis.flushall()
+        await producer.publish(job(2))
+        await until_handled_or_dead(arrived["job-2"], task)
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    assert await pending_count(redis, stream) == 0
+    recreations = [r for r in caplog.records if "group vanished" in r.getMessage()]
+    assert len(recreations) == 1
+    assert getattr(recreations[0], "stream", None) == stream
+
+
+async def test_a_group_destroyed_mid_batch_is_created_again_from_the_first_entry(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    producer = StreamProducer(redis, stream)
+    for n in range(2):
+        await producer.publish(job(n))
+    seen: list[str] = []
+
+    async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
+        if not seen:
+            # The batch's XACK then finds no group: Redis lost it while entries were in hand.
+            await redis.xgroup_destroy(stream, "dispatcher")
+        seen.append(entry.message.job_id)
+
+    reader = StreamConsumer(
+        redis,
+        stream,
+        group="dispatcher",
+        consumer="c1",
+        message_type=OutboundJobEvent,
+        handler=handler,
+        block_ms=10,
+    )
+    await reader.run_once(block=False)
+    assert seen == ["job-0", "job-1"]
+    await producer.publish(job(2))
+    for _ in range(3):
+        await reader.run_once(block=False)
+    # At least once: what the stream still held comes again, then what is new.
+    assert seen == ["job-0", "job-1", "job-0", "job-1", "job-2"]
+    assert await pending_count(redis, stream) == 0
+
+
+async def until_handled_or_dead(handled: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Wait for ``handled``; fail at once if the consumer's task ended instead."""
+    waiter = asyncio.ensure_future(handled.wait())
+    done, _ = await asyncio.wait({waiter, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task in done:
+        task.result()  # re-raise what killed it
+        pytest.fail("the consumer stopped on its own")
+    assert handled.is_set(), "the entry was never handled"

@@ -15,6 +15,8 @@ message) and ``traceparent``/``tracestate`` when a trace is active. A consumer:
 * moves an entry to ``<stream>:dead`` (in the same MULTI as its XACK, so it is never in both
   places or neither) when its payload cannot be parsed, when the handler raises
   :class:`PoisonMessage`, or when it has been delivered ``max_deliveries`` times.
+* recreates its group (from the stream's first entry) when Redis lost it, after a FLUSHALL
+  or a restart without persistence, rather than dying on ``NOGROUP``.
 
 Delivery is at least once: handlers must be idempotent.
 """
@@ -166,8 +168,26 @@ class StreamConsumer(Generic[M]):
         self._group_ready = True
 
     async def run_once(self, *, block: bool = True) -> int:
-        """Reclaim what others abandoned, then read and handle one batch; returns entries seen."""
+        """Reclaim what others abandoned, then read and handle one batch; returns entries seen.
+
+        A group Redis no longer has is created again, from the stream's first entry: what
+        the stream still holds, or is given again by its producer, is delivered again.
+        """
         await self.ensure_group()
+        try:
+            return await self._consume(block)
+        except ResponseError as error:
+            if not _group_gone(error):
+                raise
+        log.warning(
+            "stream consumer group vanished; creating it again",
+            extra={"stream": self.stream, "group": self.group},
+        )
+        self._group_ready = False
+        await self.ensure_group()
+        return 0
+
+    async def _consume(self, block: bool) -> int:
         seen = await self._handle_batch(await self._reclaim())
         response: Any = await self._redis.xreadgroup(
             self.group,
@@ -317,6 +337,14 @@ class StreamConsumer(Generic[M]):
                 "reason": reason,
             },
         )
+
+
+def _group_gone(error: ResponseError) -> bool:
+    """Redis lost the stream or its group (FLUSHALL, a restart without persistence)."""
+    text = str(error)
+    # NOGROUP from any group command; Redis 7 tells a client blocked in XREADGROUP that the
+    # key went with UNBLOCKED instead.
+    return text.startswith("NOGROUP") or "the stream key no longer exists" in text
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
