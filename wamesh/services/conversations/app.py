@@ -31,13 +31,19 @@ async def conversations_service(
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     if tracer_provider is None:
         instrument_engine(engine)
-    redis = make_redis(settings.redis_url, client_name="conversations")
+    redis = make_redis(
+        settings.redis_url,
+        client_name="conversations",
+        max_connections=settings.redis_max_connections,
+        pool_timeout_s=settings.redis_pool_timeout_s,
+    )
     relay = OutboxRelay(
         engine,
         redis,
         batch_size=settings.outbox_batch_size,
         poll_s=settings.outbox_poll_s,
         retention_s=settings.outbox_retention_s,
+        heal_check_s=settings.outbox_heal_check_s,
         registry=registry,
     )
     servicer = ConversationStoreServicer(ConversationStore(engine), on_event=relay.notify)

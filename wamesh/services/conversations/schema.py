@@ -79,3 +79,13 @@ outbox = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
 )
+
+# Per stream, the id of the last entry the relay appended, written with the rows it marked
+# published: a stream whose last generated id is lower lost entries (FLUSHALL, a restart
+# without persistence, a failover to a lagging replica), and its retained rows go again.
+outbox_streams = sa.Table(
+    "outbox_streams",
+    metadata,
+    sa.Column("stream", sa.Text, primary_key=True),
+    sa.Column("last_entry_id", sa.Text, nullable=False),
+)

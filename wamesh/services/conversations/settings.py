@@ -23,3 +23,9 @@ class ConversationsSettings(DatabaseServiceSettings):
     outbox_retention_s: int = Field(
         default=86_400, ge=0, description="How long published outbox rows are kept"
     )
+    outbox_heal_check_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the relay checks, even with nothing to publish, that Redis still "
+        "holds the streams it published to (and publishes their retained window again if not)",
+    )
