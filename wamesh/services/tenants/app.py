@@ -33,7 +33,13 @@ async def tenants_service(
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     if tracer_provider is None:
         instrument_engine(engine)
-    redis = make_redis(settings.redis_url, client_name="tenants", socket_timeout_s=REDIS_TIMEOUT_S)
+    redis = make_redis(
+        settings.redis_url,
+        client_name="tenants",
+        max_connections=settings.redis_max_connections,
+        socket_timeout_s=REDIS_TIMEOUT_S,
+        pool_timeout_s=settings.redis_pool_timeout_s,
+    )
     servicer = TenantRegistry(
         TenantStore(engine), RouteCache(redis, settings.route_cache_ttl_s), settings.cipher()
     )
