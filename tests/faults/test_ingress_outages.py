@@ -160,9 +160,7 @@ async def missing_from_inbound_stream(
     missing = set(message_sids)
     try:
         while missing and time.monotonic() < deadline:
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(
-                INBOUND_STREAM
-            )  # type: ignore[assignment]
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(INBOUND_STREAM)  # type: ignore[assignment]
             for _, fields in entries:
                 event = events_pb2.InboundMessageEvent.FromString(fields[b"payload"])
                 if event.tenant_id == tenant_id:
