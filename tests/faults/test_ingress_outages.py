@@ -7,7 +7,9 @@ stored, none twice, and with Redis up every one is answered 200 in the end."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[FaultMesh]:
-    data_dir = REPO_ROOT / ".wamesh" / "faults" / f"{time.strftime('%H%M%S')}-{id(object())}"
-    with FaultMesh(data_dir, ingress_env={"WAMESH_REDIS_MAX_CONNECTIONS": str(REDIS_POOL)}) as m:
-        yield m
+    # Under the repository, as the suite's servers are: PostgreSQL's own user must reach it.
+    data_dir = REPO_ROOT / ".wamesh" / "faults" / uuid.uuid4().hex[:12]
+    try:
+        with FaultMesh(
+            data_dir, ingress_env={"WAMESH_REDIS_MAX_CONNECTIONS": str(REDIS_POOL)}
+        ) as running:
+            yield running
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

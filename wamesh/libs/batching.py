@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from wamesh.libs.alarms import Alarms
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -30,6 +32,7 @@ class GroupCommit(Generic[Item, Result]):
         max_batch: int = 200,
         max_in_flight: int = 1,
         max_waiting: int | None = None,
+        alarms: Alarms | None = None,
     ) -> None:
         """``send(items)`` returns one result per item, in order, or raises for all. With
         ``max_waiting``, a submit that would make more items wait raises :class:`Full`."""
@@ -37,14 +40,16 @@ class GroupCommit(Generic[Item, Result]):
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._max_waiting = max_waiting
+        self._alarms = alarms or Alarms()
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
 
     async def submit(self, item: Item, *, timeout_s: float | None = None) -> Result:
         """The result for ``item``, or the exception its batch raised; TimeoutError after
-        ``timeout_s``. An item given up while it waited is never sent; one given up in
-        flight may still be done by the batch, so ``send`` must be idempotent to use it."""
+        ``timeout_s`` (give or take the alarms' resolution). An item given up while it
+        waited is never sent; one given up in flight may still be done by the batch, so
+        ``send`` must be idempotent to use it."""
         if self._max_waiting is not None and len(self._waiting) >= self._max_waiting:
             self._waiting = [waiter for waiter in self._waiting if not waiter[1].done()]
             if len(self._waiting) >= self._max_waiting:
@@ -54,10 +59,12 @@ class GroupCommit(Generic[Item, Result]):
         self._send_what_can_go()
         if timeout_s is None:
             return await answer
-        # On expiry the answer is cancelled with this task's wait: the batch then sees it
-        # done and passes it over.
-        async with asyncio.timeout(timeout_s):
+        # On expiry the answer fails: the batch then sees it done and passes it over.
+        alarm = self._alarms.set(timeout_s, lambda: _expire(answer))
+        try:
             return await answer
+        finally:
+            self._alarms.clear(alarm)
 
     def _send_what_can_go(self) -> None:
         while self._waiting and self._in_flight < self._max_in_flight:
@@ -98,3 +105,8 @@ class GroupCommit(Generic[Item, Result]):
         as long as a returning batch of webhooks took ingress to answer."""
         self._in_flight -= 1
         self._send_what_can_go()
+
+
+def _expire(answer: asyncio.Future[Result]) -> None:
+    if not answer.done():
+        answer.set_exception(TimeoutError("given up before its batch answered"))

@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
+from wamesh.libs.alarms import Alarms
 from wamesh.libs.batching import Full, GroupCommit
 from wamesh.libs.redis_client import make_redis
 from wamesh.libs.rpc.client import make_channel
@@ -152,6 +153,7 @@ class Ingress:
     conversations: Any  # ConversationStoreStub
     tenants_channel: grpc.aio.Channel
     conversations_channel: grpc.aio.Channel
+    alarms: Alarms
     breaker: StoreBreaker
     spill: Spill
     replayer: SpillReplayer
@@ -272,7 +274,9 @@ class Ingress:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != webhooks.FORM_CONTENT_TYPE:
             raise Refused(400, f"body must be {webhooks.FORM_CONTENT_TYPE}")
-        body = await _body(request, self.settings.max_body_bytes, self.settings.body_timeout_s)
+        body = await _body(
+            request, self.settings.max_body_bytes, self.settings.body_timeout_s, self.alarms
+        )
         return webhooks.parse_form(body)
 
     async def _verified_route(
@@ -284,8 +288,9 @@ class Ingress:
         deadline: Deadline,
     ) -> TenantRoute:
         try:
-            async with asyncio.timeout(deadline.left(reserve_s=self.settings.spill_reserve_s)):
-                route = await self.routes.resolve(sender)
+            route = await self.routes.resolve(
+                sender, timeout_s=deadline.left(reserve_s=self.settings.spill_reserve_s)
+            )
         except UnknownNumber:
             raise Refused(404, "no tenant has this number") from None
         except NoCredentials:
@@ -349,20 +354,34 @@ async def _grpc_ready(channel: grpc.aio.Channel) -> bool:
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-async def _body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def _body(request: Request, limit: int, timeout_s: float, alarms: Alarms) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise Refused(400, f"body larger than {limit} bytes")
     chunks, size = [], 0
+    task = asyncio.current_task()
+    assert task is not None
+    late = False
+
+    def too_late() -> None:
+        nonlocal late
+        late = True
+        task.cancel()
+
+    alarm = alarms.set(timeout_s, too_late)
     try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise Refused(400, f"body larger than {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Refused(400, f"body larger than {limit} bytes")
+            chunks.append(chunk)
+    except asyncio.CancelledError:
+        if not late:
+            raise
+        task.uncancel()
         raise Refused(408, f"body not received within {timeout_s:g} s", close=True) from None
+    finally:
+        alarms.clear(alarm)
     return b"".join(chunks)
 
 
@@ -510,20 +529,22 @@ async def _running(
     routes = Routes(
         tenants_channel, timeout_s=settings.rpc_timeout_s, ttl_s=settings.route_cache_ttl_s
     )
+    alarms = Alarms()  # every deadline of every webhook, on one coarse timer
     ingress = Ingress(
         settings=settings,
         metrics=metrics,
         urls=urls,
+        alarms=alarms,
         redis=redis,
         routes=routes,
-        guard=InboundGuard(redis, dedup_ttl_s=settings.dedup_ttl_s),
+        guard=InboundGuard(redis, dedup_ttl_s=settings.dedup_ttl_s, alarms=alarms),
         conversations=conversations,
         tenants_channel=tenants_channel,
         conversations_channel=conversations_channel,
         breaker=StoreBreaker(
             settings.store_retry_after_s, probe_timeout_s=settings.answer_within_s
         ),
-        spill=Spill(redis),
+        spill=Spill(redis, alarms=alarms),
         replayer=SpillReplayer(
             redis,
             lambda request: ingress.replay(request),
@@ -533,6 +554,7 @@ async def _running(
         batcher=GroupCommit(
             _record_inbound_batch(conversations, settings.rpc_timeout_s),
             max_waiting=_STORE_MAX_WAITING,
+            alarms=alarms,
         ),
     )
     metrics.store_breaker_open.set_function(lambda: float(ingress.breaker.is_open))

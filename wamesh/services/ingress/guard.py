@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from wamesh.libs.alarms import Alarms
 from wamesh.libs.batching import GroupCommit
 from wamesh.libs.keys import tenant_key
 from wamesh.libs.redis_client import PipelinedScript
@@ -51,11 +52,15 @@ UNCOUNTED = Admission(seen_before=False, inbound_this_minute=0)
 
 
 class InboundGuard:
-    def __init__(self, redis: aioredis.Redis, *, dedup_ttl_s: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, dedup_ttl_s: int, alarms: Alarms | None = None
+    ) -> None:
         self._redis = redis
         self._dedup_ttl_s = dedup_ttl_s
         # Concurrent webhooks share one pipelined round trip.
-        self._admissions: GroupCommit[list[str], list[int]] = GroupCommit(self._admit_all)
+        self._admissions: GroupCommit[list[str], list[int]] = GroupCommit(
+            self._admit_all, alarms=alarms
+        )
 
     async def admit(
         self, tenant_id: str, message_sid: str, customer: str, *, timeout_s: float

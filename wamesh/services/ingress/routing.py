@@ -67,7 +67,9 @@ class Routes:
         # Raised by every invalidation: a lookup that started before one must not be cached.
         self._generation = 0
 
-    async def resolve(self, number: str) -> TenantRoute:
+    async def resolve(self, number: str, *, timeout_s: float | None = None) -> TenantRoute:
+        """The route of ``number``; waiting for the registry (TimeoutError after
+        ``timeout_s``) only when no usable route is cached."""
         route = self._routes.get(number)
         if route is not None:
             now = self._clock()
@@ -79,7 +81,7 @@ class Routes:
                         lambda refresh: self._refreshed(number, refresh)
                     )
                 return route
-        return await asyncio.shield(self._lookup(number))
+        return await asyncio.wait_for(asyncio.shield(self._lookup(number)), timeout_s)
 
     def _lookup(self, number: str) -> asyncio.Future[TenantRoute]:
         """The lookup of ``number`` under way, or a new one."""

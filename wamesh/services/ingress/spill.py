@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError, Message
 from redis.exceptions import RedisError
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
+from wamesh.libs.alarms import Alarms
 from wamesh.libs.batching import GroupCommit
 from wamesh.libs.keys import dead_letter_stream, global_key, stream_key
 from wamesh.libs.redis_client import PipelinedScript
@@ -71,9 +72,9 @@ class Spill:
     store batch spills every webhook of it at once, and one XADD per connection would need
     as many connections as the batch has webhooks."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, *, alarms: Alarms | None = None) -> None:
         self._redis = redis
-        self._appends: GroupCommit[Message, bytes] = GroupCommit(self._append_all)
+        self._appends: GroupCommit[Message, bytes] = GroupCommit(self._append_all, alarms=alarms)
 
     async def append(self, request: Message, *, timeout_s: float) -> None:
         """Returns once Redis has ``request``; RedisError or TimeoutError if not."""
