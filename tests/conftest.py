@@ -121,6 +121,18 @@ def redis_url(servers: TestServers) -> str:
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """A Redis of the test's own, without persistence: the test may stop, restart or flush
+    it (a restart loses everything, as one without an append-only file would)."""
+    server = LocalRedis(tmp_path / "redis", durable=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     try:

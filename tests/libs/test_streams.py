@@ -17,6 +17,7 @@ from wamesh.events.v1.events_pb2 import MessageStatusEvent, OutboundJobEvent
 from wamesh.libs.localinfra import LocalRedis
 from wamesh.libs.redis_client import make_redis
 from wamesh.libs.streams import (
+    Handler,
     PoisonMessage,
     StreamConsumer,
     StreamEntry,
@@ -61,7 +62,11 @@ class Recorder:
 
 
 def consumer(
-    redis: aioredis.Redis, stream: str, handler: Recorder, name: str = "c1", **options: object
+    redis: aioredis.Redis,
+    stream: str,
+    handler: Handler[OutboundJobEvent],
+    name: str = "c1",
+    **options: object,
 ) -> StreamConsumer[OutboundJobEvent]:
     return StreamConsumer(
         redis,
@@ -234,15 +239,7 @@ async def test_run_consumes_until_asked_to_stop(redis: aioredis.Redis, stream: s
         seen.append(entry.message.job_id)
         stop.set()
 
-    reader = StreamConsumer(
-        redis,
-        stream,
-        group="dispatcher",
-        consumer="c1",
-        message_type=OutboundJobEvent,
-        handler=handler,
-        block_ms=10,
-    )
+    reader = consumer(redis, stream, handler)
     task = asyncio.create_task(reader.run(stop))
     await StreamProducer(redis, stream).publish(job(1))
     await asyncio.wait_for(task, timeout=10)
@@ -289,15 +286,7 @@ async def test_run_keeps_consuming_after_redis_loses_the_stream_and_its_group(
     async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
         arrived[entry.message.job_id].set()
 
-    reader = StreamConsumer(
-        redis,
-        stream,
-        group="dispatcher",
-        consumer="c1",
-        message_type=OutboundJobEvent,
-        handler=handler,
-        block_ms=10,
-    )
+    reader = consumer(redis, stream, handler)
     task = asyncio.create_task(reader.run(stop))
     producer = StreamProducer(redis, stream)
     try:
@@ -330,15 +319,7 @@ async def test_a_group_destroyed_mid_batch_is_created_again_from_the_first_entry
             await redis.xgroup_destroy(stream, "dispatcher")
         seen.append(entry.message.job_id)
 
-    reader = StreamConsumer(
-        redis,
-        stream,
-        group="dispatcher",
-        consumer="c1",
-        message_type=OutboundJobEvent,
-        handler=handler,
-        block_ms=10,
-    )
+    reader = consumer(redis, stream, handler)
     await reader.run_once(block=False)
     assert seen == ["job-0", "job-1"]
     await producer.publish(job(2))

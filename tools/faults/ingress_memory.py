@@ -313,6 +313,7 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> None:
     from prometheus_client import CollectorRegistry
 
     from wamesh.libs.heap import freeze_startup_heap
+    from wamesh.services.ingress.__main__ import uvicorn_options
     from wamesh.services.ingress.app import create_app
     from wamesh.services.ingress.settings import IngressSettings
 
@@ -330,15 +331,8 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> None:
         host="127.0.0.1",
         port=args.port,
         loop="none",  # already on uvloop, as uvicorn.run(loop="uvloop") would be
-        http="httptools",
         lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        limit_concurrency=settings.http_limit_concurrency,
-        timeout_keep_alive=int(settings.http_keepalive_s),
+        **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     freeze_startup_heap()  # as ``wamesh serve ingress`` does, before any traffic

@@ -46,6 +46,29 @@ class Webhook:
     signature: str
 
 
+def inbound_form(
+    message_sid: str, customer: str, sender_number: str, account_sid: str, body: str
+) -> dict[str, str]:
+    """The fields of Twilio's "a message comes in" webhook for a WhatsApp text message."""
+    return {
+        "SmsMessageSid": message_sid,
+        "NumMedia": "0",
+        "ProfileName": "Ana",
+        "MessageType": "text",
+        "SmsSid": message_sid,
+        "WaId": customer.removeprefix("+"),
+        "SmsStatus": "received",
+        "Body": body,
+        "To": f"whatsapp:{sender_number}",
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": message_sid,
+        "AccountSid": account_sid,
+        "From": f"whatsapp:{customer}",
+        "ApiVersion": "2010-04-01",
+    }
+
+
 class TwilioSender:
     def __init__(
         self,
@@ -68,22 +91,7 @@ class TwilioSender:
 
     def webhook(self, customer: str, body: str) -> Webhook:
         sid = "SM" + secrets.token_hex(16)
-        params = {
-            "SmsMessageSid": sid,
-            "NumMedia": "0",
-            "ProfileName": "Ana",
-            "MessageType": "text",
-            "SmsSid": sid,
-            "WaId": customer.removeprefix("+"),
-            "SmsStatus": "received",
-            "Body": body,
-            "To": f"whatsapp:{self._sender_number}",
-            "NumSegments": "1",
-            "MessageSid": sid,
-            "AccountSid": self._account_sid,
-            "From": f"whatsapp:{customer}",
-            "ApiVersion": "2010-04-01",
-        }
+        params = inbound_form(sid, customer, self._sender_number, self._account_sid, body)
         signature = self._validator.compute_signature(self._url, params)
         return Webhook(sid, urlencode(params).encode(), signature)
 

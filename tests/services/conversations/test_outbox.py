@@ -100,16 +100,6 @@ async def test_duplicates_publish_nothing_more(internal: Any, redis_client: aior
     assert len(events) == 1
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
-    server = LocalRedis(tmp_path / "redis", durable=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_with_redis_down_writes_succeed_and_events_follow_in_order_once(
     conversations_dsn: str, own_redis: LocalRedis
 ) -> None:

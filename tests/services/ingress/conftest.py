@@ -22,8 +22,8 @@ from ingress_testkit import (  # noqa: E402
     Tenant,
     conversations_settings,
     create_tenant,
+    ingress_client,
     ingress_settings,
-    serve_ingress,
     tenants_settings,
 )
 
@@ -78,10 +78,7 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the ingress, which runs over the real tenants and conversations."""
     settings = ingress_settings(tenants, conversations.port, redis_url, **ingress_overrides)
-    async with (
-        serve_ingress(settings, ingress_registry) as port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
-    ):
+    async with ingress_client(settings, ingress_registry) as http:
         yield http
 
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 
+from tools.faults.twilio_sender import inbound_form
 from wamesh.conversations.v1 import conversations_pb2 as conversations_pb
 from wamesh.libs.rpc.client import make_channel
 from wamesh.libs.rpc.server import GrpcService
@@ -92,6 +93,18 @@ async def serve_ingress(
         await serving
 
 
+@contextlib.asynccontextmanager
+async def ingress_client(
+    settings: IngressSettings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of an ingress served with ``settings`` (see :func:`serve_ingress`)."""
+    async with (
+        serve_ingress(settings, registry) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        yield client
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -134,25 +147,8 @@ def message_params(
 ) -> list[tuple[str, str]]:
     customer = customer or "+1555" + str(secrets.randbelow(10**7)).zfill(7)
     sid = "SM" + secrets.token_hex(16)
-    values = {
-        "SmsMessageSid": sid,
-        "NumMedia": "0",
-        "ProfileName": "Ana",
-        "MessageType": "text",
-        "SmsSid": sid,
-        "WaId": customer.removeprefix("+"),
-        "SmsStatus": "received",
-        "Body": "Hola, quiero una paella",
-        "To": f"whatsapp:{tenant.number}",
-        "NumSegments": "1",
-        "ReferralNumMedia": "0",
-        "MessageSid": sid,
-        "AccountSid": tenant.account_sid,
-        "From": f"whatsapp:{customer}",
-        "ApiVersion": "2010-04-01",
-        **fields,
-    }
-    return list(values.items())
+    form = inbound_form(sid, customer, tenant.number, tenant.account_sid, "Hola, quiero una paella")
+    return list({**form, **fields}.items())
 
 
 def sign(token: str, url: str, params: Params) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,12 +24,12 @@ from wamesh.services.conversations.store import INBOUND_STREAM
 
 from ingress_testkit import (  # isort: skip
     Databases,
+    ingress_client,
     ingress_settings,
     Tenant,
     conversations_settings,
     message_params,
     post_signed,
-    serve_ingress,
     stored_messages,
 )
 
@@ -75,10 +74,7 @@ async def test_with_the_store_down_webhooks_spill_and_are_replayed_once_in_order
         message_params(tenant, customers[i % 10], Body=f"#{i}") for i in range(WEBHOOKS)
     ]
     settings = ingress_settings(tenants, port, redis_url)
-    async with (
-        serve_ingress(settings) as ingress_port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress_port}", timeout=10) as client,
-    ):
+    async with ingress_client(settings) as client:
         # The store is not running: every webhook must still be acknowledged, and kept.
         for params in sent:
             response = await post_signed(client, "/twilio/whatsapp", params, tenant.auth_token)
@@ -108,24 +104,11 @@ async def test_with_the_store_down_webhooks_spill_and_are_replayed_once_in_order
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
-    server = LocalRedis(tmp_path / "redis", durable=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 async def ingress_on_own_redis(
     tenants: GrpcService, conversations: GrpcService, own_redis: LocalRedis
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = ingress_settings(tenants, conversations.port, own_redis.url)
-    async with (
-        serve_ingress(settings) as port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
-    ):
+    async with ingress_client(settings) as client:
         yield client
 
 
@@ -166,10 +149,7 @@ async def test_with_redis_and_the_store_down_it_is_503_and_a_retry_is_stored(
     port = free_port()
     settings = ingress_settings(tenants, port, own_redis.url)
     params = message_params(tenant)
-    async with (
-        serve_ingress(settings) as ingress_port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress_port}", timeout=10) as client,
-    ):
+    async with ingress_client(settings) as client:
         await asyncio.to_thread(own_redis.stop)
         refused = await post_signed(client, "/twilio/whatsapp", params, tenant.auth_token)
         assert refused.status_code == 503

@@ -31,6 +31,7 @@ from wamesh.services.ingress.spill import SPILL_STREAM, SpillReplayer
 from ingress_testkit import (  # isort: skip
     INTERNAL_TOKEN,
     Tenant,
+    ingress_client,
     ingress_settings,
     message_params,
     post_signed,
@@ -76,10 +77,7 @@ async def test_a_store_that_never_answers_is_given_up_on_and_the_webhooks_spille
     await redis_client.delete(SPILL_STREAM)
     settings = ingress_settings(tenants, silent_store, redis_url, redis_max_connections=4, **FAST)
     sent = [message_params(tenant) for _ in range(40)]
-    async with (
-        serve_ingress(settings, registry) as port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
-    ):
+    async with ingress_client(settings, registry) as client:
         answers = await asyncio.gather(
             *(post_signed(client, "/twilio/whatsapp", p, tenant.auth_token) for p in sent)
         )
@@ -125,10 +123,7 @@ async def test_with_the_spill_refused_too_it_is_503_and_the_retry_is_stored(
     await redis_client.set(SPILL_STREAM, "not a stream")  # every XADD to it is refused
     try:
         settings = ingress_settings(tenants, silent_store, redis_url, **FAST)
-        async with (
-            serve_ingress(settings, registry) as port,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
-        ):
+        async with ingress_client(settings, registry) as client:
             refused = await post_signed(client, "/twilio/whatsapp", params, tenant.auth_token)
     finally:
         await redis_client.delete(SPILL_STREAM)
@@ -137,10 +132,7 @@ async def test_with_the_spill_refused_too_it_is_503_and_the_retry_is_stored(
 
     # Twilio's retry reaches an ingress whose store answers: stored, though Redis knows it.
     settings = ingress_settings(tenants, conversations.port, redis_url, **FAST)
-    async with (
-        serve_ingress(settings) as port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
-    ):
+    async with ingress_client(settings) as client:
         retried = await post_signed(client, "/twilio/whatsapp", params, tenant.auth_token)
     assert retried.status_code == 200
     stored = await stored_messages(conversations.port, tenant.id)
@@ -278,10 +270,7 @@ async def test_once_the_store_failed_the_next_webhooks_spill_without_trying_it(
     registry = CollectorRegistry()
     await redis_client.delete(SPILL_STREAM)
     settings = ingress_settings(tenants, silent_store, redis_url, store_retry_after_s=60.0, **FAST)
-    async with (
-        serve_ingress(settings, registry) as port,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
-    ):
+    async with ingress_client(settings, registry) as client:
         first = await post_signed(
             client, "/twilio/whatsapp", message_params(tenant), tenant.auth_token
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import uvicorn
 
 from wamesh.libs.heap import freeze_startup_heap
@@ -26,16 +28,23 @@ def main() -> None:
         host=host.strip("[]") or "0.0.0.0",
         port=int(port),
         loop="uvloop",
-        http="httptools",
-        # X-Forwarded-* are read by the ingress itself, from trusted proxies only.
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        limit_concurrency=settings.http_limit_concurrency,
-        timeout_keep_alive=int(settings.http_keepalive_s),
+        **uvicorn_options(settings),
     )
+
+
+def uvicorn_options(settings: IngressSettings) -> dict[str, Any]:
+    """How uvicorn serves the ingress, wherever it is started from."""
+    return {
+        "http": "httptools",
+        # X-Forwarded-* are read by the ingress itself, from trusted proxies only.
+        "proxy_headers": False,
+        "server_header": False,
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": 10,
+        "limit_concurrency": settings.http_limit_concurrency,
+        "timeout_keep_alive": int(settings.http_keepalive_s),
+    }
 
 
 if __name__ == "__main__":
