@@ -68,11 +68,11 @@ class GroupCommit(Generic[Item, Result]):
 
     def _send_what_can_go(self) -> None:
         while self._waiting and self._in_flight < self._max_in_flight:
-            self._waiting = [waiter for waiter in self._waiting if not waiter[1].done()]
-            batch = self._waiting[: self._max_batch]
+            # Callers that gave up while waiting are passed over, not sent.
+            batch = [waiter for waiter in self._waiting[: self._max_batch] if not waiter[1].done()]
             del self._waiting[: self._max_batch]
             if not batch:
-                return
+                continue
             self._in_flight += 1
             task = asyncio.create_task(self._send(batch))
             self._tasks.add(task)

@@ -19,6 +19,11 @@ from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, KeyT
 
 
+def as_text(value: bytes | str) -> str:
+    """A reply of this client (bytes, as ``decode_responses`` is off) as text."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def make_redis(
     url: str,
     *,

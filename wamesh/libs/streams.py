@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from redis.exceptions import ResponseError
 
 from wamesh.libs.keys import dead_letter_stream
+from wamesh.libs.redis_client import as_text
 
 M = TypeVar("M", bound=Message)
 
@@ -78,10 +79,6 @@ def encode_entry(message: Message) -> dict[bytes, bytes]:
     return fields
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _messaging_attributes(stream: str) -> dict[str, str]:
     return {"messaging.system": "redis", "messaging.destination.name": stream}
 
@@ -110,7 +107,7 @@ class StreamProducer:
             attributes=_messaging_attributes(self.stream),
         ) as span:
             fields = encode_entry(message)
-            entry_id = _text(
+            entry_id = as_text(
                 await self._redis.xadd(
                     self.stream,
                     fields,  # type: ignore[arg-type]
@@ -233,15 +230,15 @@ class StreamConsumer(Generic[M]):
             count=len(claimed),
             consumername=self.consumer,
         )
-        deliveries = {_text(row["message_id"]): int(row["times_delivered"]) for row in pending}
+        deliveries = {as_text(row["message_id"]): int(row["times_delivered"]) for row in pending}
         return [
-            (entry_id, fields, deliveries.get(_text(entry_id), 1)) for entry_id, fields in claimed
+            (entry_id, fields, deliveries.get(as_text(entry_id), 1)) for entry_id, fields in claimed
         ]
 
     async def _handle_batch(self, entries: list[tuple[Any, Any, int]]) -> int:
         handled: list[str] = []
         for raw_id, fields, deliveries in entries:
-            entry_id = _text(raw_id)
+            entry_id = as_text(raw_id)
             if not fields:
                 # Trimmed or deleted while pending: nothing left to handle or dead-letter.
                 handled.append(entry_id)
@@ -256,7 +253,9 @@ class StreamConsumer(Generic[M]):
     async def _handle(self, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int) -> bool:
         """True when handled (ack with the batch); False when left pending or dead-lettered."""
         carrier = {
-            name: _text(fields[name.encode()]) for name in _TRACE_FIELDS if name.encode() in fields
+            name: as_text(fields[name.encode()])
+            for name in _TRACE_FIELDS
+            if name.encode() in fields
         }
         with self._tracer.start_as_current_span(
             f"{self.stream} process",

@@ -61,6 +61,14 @@ async def silent_store() -> AsyncIterator[int]:
         await server.wait_closed()
 
 
+@pytest.fixture
+async def empty_spill(redis_client: aioredis.Redis) -> AsyncIterator[aioredis.Redis]:
+    """The suite's Redis with the spill stream empty, before the test and after it."""
+    await redis_client.delete(SPILL_STREAM)
+    yield redis_client
+    await redis_client.delete(SPILL_STREAM)
+
+
 def sid_of(params: list[tuple[str, str]]) -> str:
     return next(v for k, v in params if k == "MessageSid")
 
@@ -69,12 +77,11 @@ async def test_a_store_that_never_answers_is_given_up_on_and_the_webhooks_spille
     tenants: GrpcService,
     tenant: Tenant,
     redis_url: str,
-    redis_client: aioredis.Redis,
+    empty_spill: aioredis.Redis,
     silent_store: int,
 ) -> None:
     """Ten times more webhooks at once than the Redis pool has connections: all spilled."""
     registry = CollectorRegistry()
-    await redis_client.delete(SPILL_STREAM)
     settings = ingress_settings(tenants, silent_store, redis_url, redis_max_connections=4, **FAST)
     sent = [message_params(tenant) for _ in range(40)]
     async with ingress_client(settings, registry) as client:
@@ -83,14 +90,13 @@ async def test_a_store_that_never_answers_is_given_up_on_and_the_webhooks_spille
         )
 
     assert [a.status_code for a in answers] == [200] * 40
-    spilled = await redis_client.xrange(SPILL_STREAM)
+    spilled = await empty_spill.xrange(SPILL_STREAM)
     sids = {
         pb.RecordInboundRequest.FromString(f[b"payload"]).message.message_sid for _, f in spilled
     }
     assert sids == {sid_of(p) for p in sent}
     assert registry.get_sample_value("wamesh_ingress_store_gave_up_total") == 40
     assert registry.get_sample_value("wamesh_ingress_spilled_total") == 40
-    await redis_client.delete(SPILL_STREAM)
 
 
 async def test_a_repeat_of_a_message_sid_never_stored_is_stored(
@@ -140,7 +146,7 @@ async def test_with_the_spill_refused_too_it_is_503_and_the_retry_is_stored(
 
 
 async def test_two_replayers_and_a_store_slower_than_their_lease_keep_arrival_order(
-    tenant: Tenant, conversations: GrpcService, redis_client: aioredis.Redis
+    tenant: Tenant, conversations: GrpcService, empty_spill: aioredis.Redis
 ) -> None:
     customers = [f"+1555111{i:04d}" for i in range(4)]
     requests = []
@@ -152,9 +158,8 @@ async def test_two_replayers_and_a_store_slower_than_their_lease_keep_arrival_or
             body=f"#{index}",
         )
         requests.append(pb.RecordInboundRequest(tenant_id=tenant.id, message=message))
-    await redis_client.delete(SPILL_STREAM)
     for request in requests:
-        await redis_client.xadd(SPILL_STREAM, encode_entry(request))  # type: ignore[arg-type]
+        await empty_spill.xadd(SPILL_STREAM, encode_entry(request))  # type: ignore[arg-type]
 
     in_store = 0
     most_at_once = 0
@@ -173,7 +178,7 @@ async def test_two_replayers_and_a_store_slower_than_their_lease_keep_arrival_or
 
         # Each entry takes longer than a tenth of the lease; the whole batch many leases.
         replayers = [
-            SpillReplayer(redis_client, slow_store, lease_ms=300, batch_size=100, idle_s=0.05)
+            SpillReplayer(empty_spill, slow_store, lease_ms=300, batch_size=100, idle_s=0.05)
             for _ in range(2)
         ]
         stop = asyncio.Event()
@@ -181,7 +186,7 @@ async def test_two_replayers_and_a_store_slower_than_their_lease_keep_arrival_or
         try:
             async with asyncio.timeout(60):
                 while True:
-                    if not await redis_client.xlen(SPILL_STREAM):
+                    if not await empty_spill.xlen(SPILL_STREAM):
                         break
                     await asyncio.sleep(0.05)
         finally:
@@ -193,7 +198,7 @@ async def test_two_replayers_and_a_store_slower_than_their_lease_keep_arrival_or
     async with asyncio.timeout(30):
         while sum(map(len, published.values())) < len(requests):
             published.clear()
-            for _, fields in await redis_client.xrange(INBOUND_STREAM):
+            for _, fields in await empty_spill.xrange(INBOUND_STREAM):
                 event = events_pb2.InboundMessageEvent.FromString(fields[b"payload"])
                 if event.tenant_id == tenant.id:
                     published[event.customer_number].append(event.content.message_sid)
@@ -264,11 +269,10 @@ async def test_once_the_store_failed_the_next_webhooks_spill_without_trying_it(
     tenants: GrpcService,
     tenant: Tenant,
     redis_url: str,
-    redis_client: aioredis.Redis,
+    empty_spill: aioredis.Redis,
     silent_store: int,
 ) -> None:
     registry = CollectorRegistry()
-    await redis_client.delete(SPILL_STREAM)
     settings = ingress_settings(tenants, silent_store, redis_url, store_retry_after_s=60.0, **FAST)
     async with ingress_client(settings, registry) as client:
         first = await post_signed(
@@ -283,4 +287,3 @@ async def test_once_the_store_failed_the_next_webhooks_spill_without_trying_it(
     assert [r.status_code for r in [first, *rest]] == [200] * 11
     assert registry.get_sample_value("wamesh_ingress_store_gave_up_total") == 1  # the first only
     assert registry.get_sample_value("wamesh_ingress_spilled_total") == 11
-    await redis_client.delete(SPILL_STREAM)

@@ -25,14 +25,13 @@ import itertools
 import logging
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from wamesh.libs.redis_client import PipelinedScript
+from wamesh.libs.redis_client import PipelinedScript, as_text
 from wamesh.libs.rpc.errors import is_infrastructure_error
 from wamesh.services.conversations.schema import outbox, outbox_streams
 
@@ -206,7 +205,7 @@ class OutboxRelay:
         results = await _APPEND.run(self._redis, calls)
         lost = {keys[0] for (keys, _), result in zip(calls, results, strict=True) if result is None}
         last_ids = {
-            keys[0]: _text(result)
+            keys[0]: as_text(result)
             for (keys, _), result in zip(calls, results, strict=True)
             if keys[0] not in lost
         }
@@ -296,10 +295,6 @@ class OutboxRelay:
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _appends(rows: Sequence[sa.RowMapping]) -> _Calls:
