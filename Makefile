@@ -1,17 +1,25 @@
 # The two commands: `make up` runs the mesh on this machine, `make test` proves it works.
-# Both create .venv and install the project (with its dev extra) when needed.
+# Both install what they need first: uv itself (into .tools/, from PyPI with this machine's
+# Python), then every workspace member with every extra and the dev tools, from uv.lock.
 
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.synced
+MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: up test lint typecheck protos protos-check buflint pytest bench clean
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+.PHONY: up test lint typecheck protos protos-check buflint pytest lock bench clean
 
 up: $(STAMP)
 	$(BIN)/wamesh dev up
 
-test: lint typecheck buflint pytest
+test: lint typecheck buflint protos-check pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,11 +40,17 @@ protos: $(STAMP)
 protos-check: $(STAMP)
 	$(BIN)/python tools/protos.py --check
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# After changing a dependency in any pyproject.toml: refresh uv.lock and commit it.
+lock: $(UV)
+	$(UV) lock
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): $(UV) uv.lock pyproject.toml $(MEMBERS)
+	$(UV) sync --locked --all-packages --all-extras --quiet
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .wamesh .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .wamesh .mypy_cache .ruff_cache

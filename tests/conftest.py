@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
-from wamesh.libs.localinfra import LocalPostgres, LocalRedis
+from wamesh_kit.localinfra import LocalPostgres, LocalRedis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,7 +148,7 @@ async def _run_wamesh(*args: str, env: dict[str, str] | None = None) -> tuple[in
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "wamesh",
+        "wamesh_kit",
         *args,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         stdin=asyncio.subprocess.DEVNULL,
@@ -173,7 +173,7 @@ def wamesh_cli() -> object:
 async def grpc_channels() -> AsyncIterator[Callable[[int, str | None], Any]]:
     """``grpc_channels(port, token)``: a channel to 127.0.0.1:port over our own client
     plumbing (deadlines, retries, bearer token); every one is closed after the test."""
-    from wamesh.libs.rpc.client import make_channel
+    from wamesh_kit.rpc.client import make_channel
 
     channels: list[Any] = []
 

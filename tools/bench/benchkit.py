@@ -13,7 +13,7 @@ def serve(
     service: str, env: Mapping[str, str], profile: str | None = None
 ) -> subprocess.Popen[bytes]:
     """``wamesh serve <service>`` with ``env`` on top of ours (logs at WARNING)."""
-    return start([sys.executable, "-m", "wamesh", "serve", service], env, profile)
+    return start([sys.executable, "-m", "wamesh_kit", "serve", service], env, profile)
 
 
 def start(

@@ -46,12 +46,12 @@ from benchkit import serve
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh.libs.localinfra import LocalInfra, free_port
-from wamesh.libs.migrations import service_histories, upgrade_database
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
-from wamesh.services.conversations.store import conversation_id_for, timestamp
-from wamesh.services.conversations.validation import Participants
+from wamesh_conversations.store import conversation_id_for, timestamp
+from wamesh_conversations.validation import Participants
+from wamesh_kit.localinfra import LocalInfra, free_port
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
 
 TENANTS, CUSTOMERS, WARMUP, PAGE_SIZE = 1_000, 50_000, 200, 50
 DEEP_TENANT = "bench-deep"

@@ -47,14 +47,14 @@ import uvloop
 from benchkit import serve, start
 from twilio.request_validator import RequestValidator
 
-from wamesh.libs.db import make_engine
-from wamesh.libs.localinfra import LocalInfra, free_port
-from wamesh.libs.migrations import service_histories, upgrade_database
-from wamesh.services.tenants.schema import credentials, sender_numbers, tenants
-from wamesh.services.tenants.settings import TenantsSettings
-from wamesh.services.tenants.store import to_json
-from wamesh.services.tenants.validation import bot, limits
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
+from wamesh_kit.db import make_engine
+from wamesh_kit.localinfra import LocalInfra, free_port
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_tenants.schema import credentials, sender_numbers, tenants
+from wamesh_tenants.settings import TenantsSettings
+from wamesh_tenants.store import to_json
+from wamesh_tenants.validation import bot, limits
 
 TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 

@@ -34,17 +34,17 @@ import redis
 import sqlalchemy as sa
 from benchkit import serve
 
-from wamesh.libs.db import make_engine
-from wamesh.libs.localinfra import LocalInfra, free_port
-from wamesh.libs.migrations import service_histories, upgrade_database
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_INTERNAL_TOKEN
-from wamesh.services.tenants.schema import credentials, sender_numbers, tenants
-from wamesh.services.tenants.settings import TenantsSettings
-from wamesh.services.tenants.store import to_json
-from wamesh.services.tenants.validation import bot, limits
 from wamesh.tenants.v1 import tenants_pb2 as pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh_kit.db import make_engine
+from wamesh_kit.localinfra import LocalInfra, free_port
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_INTERNAL_TOKEN
+from wamesh_tenants.schema import credentials, sender_numbers, tenants
+from wamesh_tenants.settings import TenantsSettings
+from wamesh_tenants.store import to_json
+from wamesh_tenants.validation import bot, limits
 
 
 def number_of(index: int) -> str:

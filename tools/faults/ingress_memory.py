@@ -215,7 +215,7 @@ class Watch:
 
     def _find_ingress(self) -> Any:
         if self._ingress is None:
-            from wamesh.services.ingress.app import Ingress
+            from wamesh_ingress.app import Ingress
 
             self._ingress = next((o for o in gc.get_objects() if isinstance(o, Ingress)), None)
         return self._ingress
@@ -312,10 +312,10 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> None:
     import uvicorn
     from prometheus_client import CollectorRegistry
 
-    from wamesh.libs.heap import freeze_startup_heap
-    from wamesh.services.ingress.__main__ import uvicorn_options
-    from wamesh.services.ingress.app import create_app
-    from wamesh.services.ingress.settings import IngressSettings
+    from wamesh_ingress.__main__ import uvicorn_options
+    from wamesh_ingress.app import create_app
+    from wamesh_ingress.settings import IngressSettings
+    from wamesh_kit.heap import freeze_startup_heap
 
     settings = IngressSettings(
         http_listen=f"127.0.0.1:{args.port}",
@@ -419,7 +419,7 @@ class Child:
 
 
 def free_port() -> int:
-    from wamesh.libs.localinfra import free_port as pick
+    from wamesh_kit.localinfra import free_port as pick
 
     return pick()
 

@@ -28,13 +28,13 @@ import psutil  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 
-from wamesh.libs.db import make_engine
-from wamesh.libs.localinfra import LocalInfra, free_port
-from wamesh.libs.migrations import service_histories, upgrade_database
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_ADMIN_TOKEN
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh_kit.db import make_engine
+from wamesh_kit.localinfra import LocalInfra, free_port
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_ADMIN_TOKEN
 
 SPILL_STREAM = "wamesh:stream:ingress-spill"
 INBOUND_STREAM = "wamesh:stream:inbound"
@@ -58,7 +58,7 @@ class Service:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "wamesh", "serve", self.name],
+                [sys.executable, "-m", "wamesh_kit", "serve", self.name],
                 env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,

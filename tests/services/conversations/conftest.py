@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from conversations_testkit import make_settings  # noqa: E402
-
-from wamesh.conversations.v1 import conversations_pb2_grpc  # noqa: E402
-from wamesh.libs.migrations import service_histories, upgrade_database  # noqa: E402
-from wamesh.libs.rpc.server import GrpcService  # noqa: E402
-from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN  # noqa: E402
-from wamesh.services.conversations.app import conversations_service  # noqa: E402
-from wamesh.services.conversations.settings import ConversationsSettings  # noqa: E402
+from tests.services.conversations.conversations_testkit import make_settings
+from wamesh.conversations.v1 import conversations_pb2_grpc
+from wamesh_conversations.app import conversations_service
+from wamesh_conversations.settings import ConversationsSettings
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
 
 HISTORY = next(h for h in service_histories() if h.name == "conversations")
 

@@ -1,4 +1,4 @@
-"""Helpers of the conversations service tests (conftest puts this folder on sys.path)."""
+"""Helpers of the conversations service tests ."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import sqlalchemy as sa
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.events.v1 import events_pb2
-from wamesh.libs.db import make_engine
-from wamesh.libs.rpc.errors import domain_error_from_rpc_error
-from wamesh.services.conversations.settings import ConversationsSettings
-from wamesh.services.conversations.store import INBOUND_STREAM
+from wamesh_conversations.settings import ConversationsSettings
+from wamesh_conversations.store import INBOUND_STREAM
+from wamesh_kit.db import make_engine
+from wamesh_kit.rpc.errors import domain_error_from_rpc_error
 
 
 def make_settings(database_url: str, redis_url: str, **overrides: Any) -> ConversationsSettings:

@@ -11,15 +11,14 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 
-from wamesh.conversations.v1 import conversations_pb2 as pb
-
-from conversations_testkit import (  # isort: skip
+from tests.services.conversations.conversations_testkit import (
     assert_refused,
     inbound,
     number,
     tenant,
     wait_for_events,
 )
+from wamesh.conversations.v1 import conversations_pb2 as pb
 
 
 async def test_each_request_of_a_batch_is_stored_or_refused_on_its_own(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wamesh.libs.rpc.server import GrpcService
-
-from conversations_testkit import inbound, number, tenant  # isort: skip
+from tests.services.conversations.conversations_testkit import inbound, number, tenant
+from wamesh_kit.rpc.server import GrpcService
 
 
 async def test_list_and_show_a_tenants_conversations(

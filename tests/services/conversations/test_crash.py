@@ -15,19 +15,18 @@ import grpc.aio
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 
-from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh.libs.db import make_engine
-from wamesh.libs.localinfra import free_port
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_INTERNAL_TOKEN
-
-from conversations_testkit import (  # isort: skip
+from tests.services.conversations.conversations_testkit import (
     inbound,
     messages_without_event,
     number,
     tenant,
     wait_for_events,
 )
+from wamesh.conversations.v1 import conversations_pb2_grpc
+from wamesh_kit.db import make_engine
+from wamesh_kit.localinfra import free_port
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_INTERNAL_TOKEN
 
 WRITERS = 8
 KILL_AFTER_ACKS = 200
@@ -43,7 +42,7 @@ def start(database_url: str, redis_url: str, port: int) -> subprocess.Popen[byte
         "WAMESH_OUTBOX_POLL_S": "0.05",
         "WAMESH_LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen([sys.executable, "-m", "wamesh", "serve", "conversations"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "wamesh_kit", "serve", "conversations"], env=env)
 
 
 async def ready(channel: grpc.aio.Channel) -> None:

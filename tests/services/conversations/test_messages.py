@@ -11,12 +11,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from wamesh.common.v1.content_pb2 import ContentTemplate, Location, Media
-from wamesh.conversations.v1 import conversations_pb2 as pb
-from wamesh.libs.rpc.auth import mint_tenant_token
-from wamesh.libs.settings import DEV_JWT_SECRET
-
-from conversations_testkit import (  # isort: skip
+from tests.services.conversations.conversations_testkit import (
     assert_refused,
     inbound,
     number,
@@ -24,6 +19,10 @@ from conversations_testkit import (  # isort: skip
     sid,
     tenant,
 )
+from wamesh.common.v1.content_pb2 import ContentTemplate, Location, Media
+from wamesh.conversations.v1 import conversations_pb2 as pb
+from wamesh_kit.rpc.auth import mint_tenant_token
+from wamesh_kit.settings import DEV_JWT_SECRET
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

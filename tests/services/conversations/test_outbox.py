@@ -17,25 +17,24 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh.events.v1 import events_pb2
-from wamesh.libs.localinfra import LocalPostgres, LocalRedis
-from wamesh.libs.migrations import service_histories, upgrade_database
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_INTERNAL_TOKEN
-from wamesh.services.conversations.app import conversations_service
-from wamesh.services.conversations.store import INBOUND_STREAM
-
-from conversations_testkit import (  # isort: skip
+from tests.services.conversations.conversations_testkit import (
     assert_refused,
     inbound,
     inbound_events,
-    messages_without_event,
     make_settings,
+    messages_without_event,
     number,
     tenant,
     wait_for_events,
 )
+from wamesh.conversations.v1 import conversations_pb2_grpc
+from wamesh.events.v1 import events_pb2
+from wamesh_conversations.app import conversations_service
+from wamesh_conversations.store import INBOUND_STREAM
+from wamesh_kit.localinfra import LocalPostgres, LocalRedis
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_INTERNAL_TOKEN
 
 
 async def test_an_event_carries_the_message_and_the_trace_of_its_request(

@@ -16,21 +16,25 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from tests.services.conversations.conversations_testkit import (
+    inbound,
+    make_settings,
+    number,
+    tenant,
+)
 from wamesh.conversations.v1 import conversations_pb2_grpc
 from wamesh.events.v1.events_pb2 import InboundMessageEvent
-from wamesh.libs.db import make_engine
-from wamesh.libs.localinfra import LocalRedis
-from wamesh.libs.migrations import service_histories, upgrade_database
-from wamesh.libs.redis_client import make_redis
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_INTERNAL_TOKEN
-from wamesh.libs.streams import StreamConsumer, StreamEntry
-from wamesh.services.conversations import validation
-from wamesh.services.conversations.app import conversations_service
-from wamesh.services.conversations.outbox import OutboxRelay
-from wamesh.services.conversations.store import INBOUND_STREAM, ConversationStore
-
-from conversations_testkit import inbound, make_settings, number, tenant  # isort: skip
+from wamesh_conversations import validation
+from wamesh_conversations.app import conversations_service
+from wamesh_conversations.outbox import OutboxRelay
+from wamesh_conversations.store import INBOUND_STREAM, ConversationStore
+from wamesh_kit.db import make_engine
+from wamesh_kit.localinfra import LocalRedis
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.redis_client import make_redis
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_INTERNAL_TOKEN
+from wamesh_kit.streams import StreamConsumer, StreamEntry
 
 HISTORY = next(h for h in service_histories() if h.name == "conversations")
 REPUBLISHED = "wamesh_outbox_republished_total"

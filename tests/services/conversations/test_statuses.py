@@ -12,12 +12,17 @@ import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.services.conversations.conversations_testkit import (
+    assert_refused,
+    number,
+    outbound,
+    sid,
+    tenant,
+)
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.events.v1 import events_pb2
-from wamesh.services.conversations import statuses
-from wamesh.services.conversations.store import STATUSES_STREAM
-
-from conversations_testkit import assert_refused, number, outbound, sid, tenant  # isort: skip
+from wamesh_conversations import statuses
+from wamesh_conversations.store import STATUSES_STREAM
 
 SENT, DELIVERED, READ, FAILED = (
     pb.MESSAGE_STATUS_SENT,

@@ -4,20 +4,14 @@ uvicorn."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from ingress_testkit import (  # noqa: E402
+from tests.services.ingress.ingress_testkit import (
     Databases,
     Tenant,
     conversations_settings,
@@ -26,11 +20,10 @@ from ingress_testkit import (  # noqa: E402
     ingress_settings,
     tenants_settings,
 )
-
-from wamesh.libs.migrations import service_histories, upgrade_database  # noqa: E402
-from wamesh.libs.rpc.server import GrpcService  # noqa: E402
-from wamesh.services.conversations.app import conversations_service  # noqa: E402
-from wamesh.services.tenants.app import tenants_service  # noqa: E402
+from wamesh_conversations.app import conversations_service
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_tenants.app import tenants_service
 
 HISTORIES = {history.name: history for history in service_histories()}
 

@@ -22,15 +22,15 @@ from twilio.request_validator import RequestValidator
 
 from tools.faults.twilio_sender import inbound_form
 from wamesh.conversations.v1 import conversations_pb2 as conversations_pb
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.rpc.server import GrpcService
-from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
-from wamesh.services.conversations.settings import ConversationsSettings
-from wamesh.services.ingress.app import create_app
-from wamesh.services.ingress.settings import IngressSettings
-from wamesh.services.tenants.settings import TenantsSettings
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh_conversations.settings import ConversationsSettings
+from wamesh_ingress.app import create_app
+from wamesh_ingress.settings import IngressSettings
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
+from wamesh_tenants.settings import TenantsSettings
 
 CREDENTIAL_KEYS = "k1:" + base64.b64encode(os.urandom(32)).decode()
 Params = Sequence[tuple[str, str]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wamesh.services.ingress.breaker import StoreBreaker
+from wamesh_ingress.breaker import StoreBreaker
 
 
 class Clock:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wamesh.services.ingress.webhooks import WebhookError, parse_form
+from wamesh_ingress.webhooks import WebhookError, parse_form
 
 
 def test_every_value_of_a_repeated_name_is_kept_in_order() -> None:

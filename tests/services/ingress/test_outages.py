@@ -16,22 +16,21 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from wamesh.events.v1 import events_pb2
-from wamesh.libs.localinfra import LocalRedis, free_port
-from wamesh.libs.rpc.server import GrpcService
-from wamesh.services.conversations.app import conversations_service
-from wamesh.services.conversations.store import INBOUND_STREAM
-
-from ingress_testkit import (  # isort: skip
+from tests.services.ingress.ingress_testkit import (
     Databases,
-    ingress_client,
-    ingress_settings,
     Tenant,
     conversations_settings,
+    ingress_client,
+    ingress_settings,
     message_params,
     post_signed,
     stored_messages,
 )
+from wamesh.events.v1 import events_pb2
+from wamesh_conversations.app import conversations_service
+from wamesh_conversations.store import INBOUND_STREAM
+from wamesh_kit.localinfra import LocalRedis, free_port
+from wamesh_kit.rpc.server import GrpcService
 
 WEBHOOKS = 200
 

@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from ingress_testkit import Tenant, create_tenant
 
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.rpc.server import GrpcService
-from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
-from wamesh.services.ingress.routing import Routes, UnknownNumber
+from tests.services.ingress.ingress_testkit import Tenant, create_tenant
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh_ingress.routing import Routes, UnknownNumber
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
 
 TTL_S = 60.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from wamesh.services.ingress.settings import IngressSettings
+from wamesh_ingress.settings import IngressSettings
 
 
 def test_an_answer_bound_with_no_time_left_to_spill_is_refused() -> None:

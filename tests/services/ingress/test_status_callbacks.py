@@ -10,12 +10,16 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.services.ingress.ingress_testkit import (
+    INTERNAL_TOKEN,
+    Tenant,
+    post_signed,
+    stored_messages,
+)
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.rpc.server import GrpcService
-
-from ingress_testkit import INTERNAL_TOKEN, Tenant, post_signed, stored_messages  # isort: skip
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.rpc.server import GrpcService
 
 
 async def sent_message(conversations: GrpcService, tenant: Tenant) -> str:

@@ -18,17 +18,7 @@ import redis.asyncio as aioredis
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
-from wamesh.conversations.v1 import conversations_pb2 as pb
-from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh.events.v1 import events_pb2
-from wamesh.libs.keys import dead_letter_stream, dedup_key
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.rpc.server import GrpcService
-from wamesh.libs.streams import encode_entry
-from wamesh.services.conversations.store import INBOUND_STREAM
-from wamesh.services.ingress.spill import SPILL_STREAM, SpillReplayer
-
-from ingress_testkit import (  # isort: skip
+from tests.services.ingress.ingress_testkit import (
     INTERNAL_TOKEN,
     Tenant,
     ingress_client,
@@ -38,6 +28,15 @@ from ingress_testkit import (  # isort: skip
     serve_ingress,
     stored_messages,
 )
+from wamesh.conversations.v1 import conversations_pb2 as pb
+from wamesh.conversations.v1 import conversations_pb2_grpc
+from wamesh.events.v1 import events_pb2
+from wamesh_conversations.store import INBOUND_STREAM
+from wamesh_ingress.spill import SPILL_STREAM, SpillReplayer
+from wamesh_kit.keys import dead_letter_stream, dedup_key
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_kit.streams import encode_entry
 
 # Small enough that a test answers fast, large enough for the spill's reserve.
 FAST = {"answer_within_s": 1.0, "redis_pool_timeout_s": 0.2, "redis_timeout_s": 0.2}

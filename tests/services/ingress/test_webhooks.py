@@ -12,9 +12,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from wamesh.libs.rpc.server import GrpcService
-
-from ingress_testkit import (  # isort: skip
+from tests.services.ingress.ingress_testkit import (
     Tenant,
     create_tenant,
     message_params,
@@ -22,6 +20,7 @@ from ingress_testkit import (  # isort: skip
     sign,
     stored_messages,
 )
+from wamesh_kit.rpc.server import GrpcService
 
 TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -236,9 +235,9 @@ async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
 async def test_unknown_numbers_and_suspended_tenants(
     client: httpx.AsyncClient, tenant: Tenant, tenants: GrpcService
 ) -> None:
-    from wamesh.libs.rpc.client import make_channel
-    from wamesh.libs.settings import DEV_ADMIN_TOKEN
     from wamesh.tenants.v1 import tenants_pb2, tenants_pb2_grpc
+    from wamesh_kit.rpc.client import make_channel
+    from wamesh_kit.settings import DEV_ADMIN_TOKEN
 
     unknown = Tenant("nobody", "+14440000001", tenant.auth_token, tenant.account_sid)
     response = await post_signed(

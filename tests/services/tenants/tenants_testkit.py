@@ -1,4 +1,4 @@
-"""Helpers of the tenants service tests (conftest puts this folder on sys.path)."""
+"""Helpers of the tenants service tests ."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import grpc
 import grpc.aio
 import pytest
 
-from wamesh.libs.errors import DomainError
-from wamesh.libs.rpc.errors import domain_error_from_rpc_error
-from wamesh.services.tenants.settings import TenantsSettings
 from wamesh.tenants.v1 import tenants_pb2 as pb
+from wamesh_kit.errors import DomainError
+from wamesh_kit.rpc.errors import domain_error_from_rpc_error
+from wamesh_tenants.settings import TenantsSettings
 
 KEY_1 = "k1:" + base64.b64encode(os.urandom(32)).decode()
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2

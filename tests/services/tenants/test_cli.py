@@ -7,11 +7,10 @@ import json
 import os
 from typing import Any
 
-from wamesh.libs.rpc.server import GrpcService
-from wamesh.services.tenants.settings import TenantsSettings
+from tests.services.tenants.tenants_testkit import ACCOUNT_SID, KEY_1, unique_id, unique_number
 from wamesh.tenants.v1 import tenants_pb2 as pb
-
-from tenants_testkit import ACCOUNT_SID, KEY_1, unique_id, unique_number  # isort: skip
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_tenants.settings import TenantsSettings
 
 
 async def test_the_admin_commands_drive_the_service(

@@ -20,23 +20,22 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
-from wamesh.libs.db import make_engine
-from wamesh.libs.rpc.auth import mint_tenant_token
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN, DEV_JWT_SECRET
-from wamesh.services.tenants.app import tenants_service
-from wamesh.services.tenants.rotation import rotate_credentials
-from wamesh.services.tenants.store import TenantStore
-from wamesh.tenants.v1 import tenants_pb2 as pb
-from wamesh.tenants.v1 import tenants_pb2_grpc
-
-from tenants_testkit import (  # isort: skip
+from tests.services.tenants.tenants_testkit import (
     ACCOUNT_SID,
     KEY_1,
     assert_refused,
     create_tenant,
     make_settings,
 )
+from wamesh.tenants.v1 import tenants_pb2 as pb
+from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh_kit.db import make_engine
+from wamesh_kit.rpc.auth import mint_tenant_token
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN, DEV_JWT_SECRET
+from wamesh_tenants.app import tenants_service
+from wamesh_tenants.rotation import rotate_credentials
+from wamesh_tenants.store import TenantStore
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 API_KEY_SID = "SK" + "fedcba9876543210" * 2

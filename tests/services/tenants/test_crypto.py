@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from wamesh.services.tenants.crypto import CredentialCipher, CredentialKeyError, Sealed, parse_keys
+from wamesh_tenants.crypto import CredentialCipher, CredentialKeyError, Sealed, parse_keys
 
 K1, K2 = os.urandom(32), os.urandom(32)
 

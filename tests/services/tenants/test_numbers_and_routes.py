@@ -10,25 +10,24 @@ import grpc
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from wamesh.libs.keys import number_route_key
-from wamesh.libs.localinfra import free_port
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
-from wamesh.libs.tenant_invalidations import InvalidationListener
-from wamesh.services.tenants.app import tenants_service
-from wamesh.services.tenants.routes import RouteCache
-from wamesh.services.tenants.settings import TenantsSettings
-from wamesh.services.tenants.store import Change
-from wamesh.tenants.v1 import tenants_pb2 as pb
-from wamesh.tenants.v1 import tenants_pb2_grpc
-
-from tenants_testkit import (  # isort: skip
+from tests.services.tenants.tenants_testkit import (
     ACCOUNT_SID,
     assert_refused,
     create_tenant,
     make_settings,
     unique_number,
 )
+from wamesh.tenants.v1 import tenants_pb2 as pb
+from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh_kit.keys import number_route_key
+from wamesh_kit.localinfra import free_port
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
+from wamesh_kit.tenant_invalidations import InvalidationListener
+from wamesh_tenants.app import tenants_service
+from wamesh_tenants.routes import RouteCache
+from wamesh_tenants.settings import TenantsSettings
+from wamesh_tenants.store import Change
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 SERVICE_SID = "MG" + "ab" * 16

@@ -13,15 +13,14 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from wamesh.libs.localinfra import LocalPostgres
-from wamesh.libs.migrations import service_histories, upgrade_database
-from wamesh.libs.rpc.client import make_channel
-from wamesh.libs.settings import DEV_ADMIN_TOKEN
-from wamesh.services.tenants.app import tenants_service
+from tests.services.tenants.tenants_testkit import assert_refused, create_tenant, make_settings
 from wamesh.tenants.v1 import tenants_pb2 as pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
-
-from tenants_testkit import assert_refused, create_tenant, make_settings  # isort: skip
+from wamesh_kit.localinfra import LocalPostgres
+from wamesh_kit.migrations import service_histories, upgrade_database
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_ADMIN_TOKEN
+from wamesh_tenants.app import tenants_service
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from tests.services.tenants.tenants_testkit import assert_refused, create_tenant, unique_id
 from wamesh.common.v1.money_pb2 import Money
-from wamesh.libs.rpc.auth import mint_tenant_token
-from wamesh.libs.settings import DEV_JWT_SECRET
 from wamesh.tenants.v1 import tenants_pb2 as pb
-
-from tenants_testkit import assert_refused, create_tenant, unique_id  # isort: skip
+from wamesh_kit.rpc.auth import mint_tenant_token
+from wamesh_kit.settings import DEV_JWT_SECRET
 
 ACTIVE, SUSPENDED = pb.TENANT_STATUS_ACTIVE, pb.TENANT_STATUS_SUSPENDED
 

@@ -1,0 +1,136 @@
+"""The ``wamesh`` command: run one service, run the local infrastructure, migrate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wamesh_kit import registry
+from wamesh_kit.localinfra import LocalInfra
+
+app = typer.Typer(help="wamesh: a multi-tenant WhatsApp backend on Twilio.", no_args_is_help=True)
+dev_app = typer.Typer(help="Local development: real servers from Python wheels.")
+app.add_typer(dev_app, name="dev")
+for _service in registry.services().values():
+    _group = _service.load_cli()
+    if _group is not None:
+        app.add_typer(_group, name=_service.name)
+console = Console(stderr=True)
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="the service to run")]) -> None:
+    """Run one service in the foreground, configured only from WAMESH_* variables."""
+    try:
+        main = registry.service(service).load_main()
+    except KeyError:
+        known = ", ".join(registry.services()) or "none yet"
+        console.print(f"[red]unknown service {service!r}[/red]; available: {known}")
+        raise typer.Exit(2) from None
+    main()
+
+
+@app.command()
+def migrate(
+    service: Annotated[str, typer.Argument(help="the service whose database to migrate")],
+    database_url: Annotated[
+        str, typer.Option(envvar="WAMESH_DATABASE_URL", help="the service's own database")
+    ],
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Bring a service's database to a revision of its own migration history."""
+    from wamesh_kit.migrations import service_histories, upgrade_database
+
+    histories = {history.name: history for history in service_histories()}
+    if service not in histories:
+        known = ", ".join(histories) or "none yet"
+        console.print(f"[red]no migrations for {service!r}[/red]; services with some: {known}")
+        raise typer.Exit(2)
+    upgrade_database(database_url, histories[service], revision)
+    console.print(f"{service}: database at {revision}")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+@dev_app.command("infra")
+def dev_infra(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON line for scripts")
+    ] = False,
+    data_dir: Annotated[Path, typer.Option(help="where the servers keep their data")] = Path(
+        ".wamesh/dev"
+    ),
+) -> None:
+    """Start real PostgreSQL (one database per service) and Redis until Ctrl-C."""
+    with LocalInfra(data_dir) as infra:
+        described = infra.describe()
+        if as_json:
+            print(json.dumps(described), flush=True)
+        else:
+            _print_infra(described)
+        _wait_for_signal()
+
+
+@dev_app.command("up")
+def dev_up(
+    data_dir: Annotated[Path, typer.Option(help="where the servers keep their data")] = Path(
+        ".wamesh/dev"
+    ),
+) -> None:
+    """Start the infrastructure, migrate every service's database, run every service."""
+    from wamesh_kit.migrations import MigrationHistory, upgrade_database
+
+    with LocalInfra(data_dir) as infra:
+        for spec in registry.services().values():
+            if spec.migrations is not None and spec.database is not None:
+                history = MigrationHistory(spec.name, spec.migrations)
+                upgrade_database(infra.postgres.dsn(spec.database), history)
+        _print_infra(infra.describe())
+        children = [_spawn_service(spec, infra) for spec in registry.services().values()]
+        console.print(f"services: {', '.join(registry.services()) or 'none yet'}")
+        try:
+            _wait_for_signal()
+        finally:
+            for child in children:
+                child.send_signal(signal.SIGTERM)
+            for child in children:
+                child.wait(timeout=30)
+
+
+def _spawn_service(spec: registry.Service, infra: LocalInfra) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "WAMESH_REDIS_URL": infra.redis.url, "WAMESH_SERVICE_NAME": spec.name}
+    if spec.database is not None:
+        env["WAMESH_DATABASE_URL"] = infra.postgres.dsn(spec.database)
+    return subprocess.Popen([sys.executable, "-m", "wamesh_kit", "serve", spec.name], env=env)
+
+
+def _print_infra(described: dict[str, object]) -> None:
+    table = Table(title="wamesh local infrastructure (Ctrl-C stops it)")
+    table.add_column("what")
+    table.add_column("url")
+    table.add_row("redis", str(described["redis_url"]))
+    table.add_row("postgres", str(described["postgres_url"]))
+    databases = described["databases"]
+    assert isinstance(databases, dict)
+    for name, dsn in databases.items():
+        table.add_row(f"  {name} database", dsn)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

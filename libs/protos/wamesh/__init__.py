@@ -1,0 +1,1 @@
+"""wamesh's gRPC contracts: ``wamesh.<area>.v1``, generated from protos/ by tools/protos.py."""

@@ -1,0 +1,31 @@
+"""The conversations service's settings, from ``WAMESH_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from wamesh_kit.settings import DatabaseServiceSettings
+
+
+class ConversationsSettings(DatabaseServiceSettings):
+    service_name: str = "conversations"
+    grpc_listen: str = "127.0.0.1:50052"
+    metrics_listen: str = "127.0.0.1:9462"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/conversations"
+    outbox_batch_size: int = Field(
+        default=500, ge=1, description="Outbox rows the relay moves to Redis per transaction"
+    )
+    outbox_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often the relay looks for rows it was not told about (other replicas)",
+    )
+    outbox_retention_s: int = Field(
+        default=86_400, ge=0, description="How long published outbox rows are kept"
+    )
+    outbox_heal_check_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the relay checks, even with nothing to publish, that Redis still "
+        "holds the streams it published to (and publishes their retained window again if not)",
+    )

@@ -1,3 +1,0 @@
-from wamesh.libs.migrations import run_env
-
-run_env(target_metadata=None)

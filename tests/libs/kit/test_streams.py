@@ -1,0 +1,341 @@
+"""Streams on a real Redis: delivery, trace context, reclaim, dead letters, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from wamesh.events.v1.events_pb2 import MessageStatusEvent, OutboundJobEvent
+from wamesh_kit.localinfra import LocalRedis
+from wamesh_kit.redis_client import make_redis
+from wamesh_kit.streams import (
+    Handler,
+    PoisonMessage,
+    StreamConsumer,
+    StreamEntry,
+    StreamProducer,
+    encode_entry,
+)
+
+_counter = 0
+
+
+@pytest.fixture
+def stream() -> str:
+    global _counter
+    _counter += 1
+    return f"wamesh:{{t1}}:test-stream-{_counter}"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = make_redis(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+class Recorder:
+    """A handler that records what it saw and fails the first ``failures`` calls."""
+
+    def __init__(self, failures: int = 0, poison: bool = False) -> None:
+        self.seen: list[StreamEntry[OutboundJobEvent]] = []
+        self.failures = failures
+        self.poison = poison
+
+    async def __call__(self, entry: StreamEntry[OutboundJobEvent]) -> None:
+        self.seen.append(entry)
+        if self.poison:
+            raise PoisonMessage("recipient is not a WhatsApp number")
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("transient")
+
+
+def consumer(
+    redis: aioredis.Redis,
+    stream: str,
+    handler: Handler[OutboundJobEvent],
+    name: str = "c1",
+    **options: object,
+) -> StreamConsumer[OutboundJobEvent]:
+    return StreamConsumer(
+        redis,
+        stream,
+        group="dispatcher",
+        consumer=name,
+        message_type=OutboundJobEvent,
+        handler=handler,
+        block_ms=10,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def job(n: int) -> OutboundJobEvent:
+    return OutboundJobEvent(job_id=f"job-{n}", tenant_id="t1", idempotency_key=f"key-{n}")
+
+
+async def pending_count(redis: aioredis.Redis, stream: str) -> int:
+    summary = await redis.xpending(stream, "dispatcher")
+    return int(summary["pending"])
+
+
+async def test_entries_published_before_the_group_exists_are_delivered_and_acked(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    producer = StreamProducer(redis, stream)
+    ids = [await producer.publish(job(n)) for n in range(3)]
+    handler = Recorder()
+    assert await consumer(redis, stream, handler).run_once() == 3
+    assert [entry.message.job_id for entry in handler.seen] == ["job-0", "job-1", "job-2"]
+    assert [entry.entry_id for entry in handler.seen] == ids
+    assert all(entry.deliveries == 1 for entry in handler.seen)
+    assert await pending_count(redis, stream) == 0
+
+
+async def test_a_batch_is_acknowledged_with_one_xack(redis: aioredis.Redis, stream: str) -> None:
+    producer = StreamProducer(redis, stream)
+    for n in range(10):
+        await producer.publish(job(n))
+    reader = consumer(redis, stream, Recorder())
+    await reader.ensure_group()
+    await redis.config_resetstat()
+    assert await reader.run_once() == 10
+    stats = await redis.info("commandstats")
+    assert stats["cmdstat_xack"]["calls"] == 1
+    assert await pending_count(redis, stream) == 0
+
+
+async def test_consumer_span_is_a_child_of_the_producer_span(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    await StreamProducer(redis, stream, tracer_provider=provider).publish(job(1))
+    await consumer(redis, stream, Recorder(), tracer_provider=provider).run_once()
+    spans = {span.kind: span for span in exporter.get_finished_spans()}
+    producer_span, consumer_span = spans[SpanKind.PRODUCER], spans[SpanKind.CONSUMER]
+    assert consumer_span.context.trace_id == producer_span.context.trace_id
+    assert consumer_span.parent is not None
+    assert consumer_span.parent.span_id == producer_span.context.span_id
+    assert consumer_span.attributes is not None
+    assert consumer_span.attributes["messaging.destination.name"] == stream
+
+
+async def test_a_failed_entry_stays_pending_and_is_reclaimed_by_another_consumer(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    await StreamProducer(redis, stream).publish(job(1))
+    flaky = Recorder(failures=1)
+    await consumer(redis, stream, flaky, name="a", min_idle_ms=0).run_once()
+    assert await pending_count(redis, stream) == 1
+
+    healthy = Recorder()
+    await consumer(redis, stream, healthy, name="b", min_idle_ms=0).run_once()
+    assert [(entry.message.job_id, entry.deliveries) for entry in healthy.seen] == [("job-1", 2)]
+    assert await pending_count(redis, stream) == 0
+    assert await redis.xlen(f"{stream}:dead") == 0
+
+
+async def test_entries_younger_than_min_idle_are_not_stolen(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    await StreamProducer(redis, stream).publish(job(1))
+    await consumer(redis, stream, Recorder(failures=1), name="a").run_once()
+    other = Recorder()
+    await consumer(redis, stream, other, name="b", min_idle_ms=60_000).run_once()
+    assert other.seen == []
+    assert await pending_count(redis, stream) == 1
+
+
+async def test_after_max_deliveries_the_entry_moves_to_the_dead_letter_stream(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    await StreamProducer(redis, stream).publish(job(7))
+    failing = Recorder(failures=100)
+    reader = consumer(redis, stream, failing, min_idle_ms=0, max_deliveries=3)
+    for _ in range(3):
+        await reader.run_once(block=False)
+    assert [entry.deliveries for entry in failing.seen] == [1, 2, 3]
+    assert await pending_count(redis, stream) == 0
+    [(_, fields)] = await redis.xrange(f"{stream}:dead")
+    assert fields[b"deliveries"] == b"3"
+    assert fields[b"reason"] == b"RuntimeError"
+    assert fields[b"origin_id"] == failing.seen[0].entry_id.encode()
+    assert OutboundJobEvent.FromString(fields[b"payload"]).job_id == "job-7"
+    await reader.run_once(block=False)
+    assert len(failing.seen) == 3
+
+
+async def test_an_entry_that_killed_its_consumers_is_dead_lettered_unhandled(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    entry_id = await StreamProducer(redis, stream).publish(job(9))
+    reader = consumer(redis, stream, Recorder(), min_idle_ms=0, max_deliveries=2)
+    await reader.ensure_group()
+    # Two consumers took it and died before acknowledging.
+    await redis.xreadgroup("dispatcher", "crashed-1", {stream: ">"})
+    await redis.xclaim(stream, "dispatcher", "crashed-2", 0, [entry_id])
+    handler = Recorder()
+    reader = consumer(redis, stream, handler, min_idle_ms=0, max_deliveries=2)
+    await reader.run_once(block=False)
+    assert handler.seen == []
+    [(_, fields)] = await redis.xrange(f"{stream}:dead")
+    assert fields[b"reason"] == b"too many deliveries"
+    assert await pending_count(redis, stream) == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {b"type": b"wamesh.events.v1.OutboundJobEvent", b"payload": b"\xff\xff\xff"},
+        {b"type": b"wamesh.events.v1.MessageStatusEvent", b"payload": b""},
+        {b"payload": b""},
+    ],
+    ids=["garbage-payload", "wrong-type", "no-type"],
+)
+async def test_poison_entries_are_dead_lettered_at_once(
+    redis: aioredis.Redis, stream: str, fields: dict[bytes, bytes]
+) -> None:
+    await redis.xadd(stream, fields)  # type: ignore[arg-type]
+    handler = Recorder()
+    await consumer(redis, stream, handler).run_once(block=False)
+    assert handler.seen == []
+    assert await pending_count(redis, stream) == 0
+    [(_, dead)] = await redis.xrange(f"{stream}:dead")
+    assert dead[b"deliveries"] == b"1"
+    assert b"OutboundJobEvent" in dead[b"reason"]
+
+
+async def test_a_handler_can_declare_an_entry_poison(redis: aioredis.Redis, stream: str) -> None:
+    await StreamProducer(redis, stream).publish(job(3))
+    await consumer(redis, stream, Recorder(poison=True)).run_once(block=False)
+    [(_, dead)] = await redis.xrange(f"{stream}:dead")
+    assert dead[b"reason"] == b"recipient is not a WhatsApp number"
+    assert await pending_count(redis, stream) == 0
+
+
+def test_encoded_entries_name_their_type() -> None:
+    fields = encode_entry(MessageStatusEvent(message_id="m1"))
+    assert fields[b"type"] == b"wamesh.events.v1.MessageStatusEvent"
+    assert MessageStatusEvent.FromString(fields[b"payload"]).message_id == "m1"
+
+
+async def test_run_consumes_until_asked_to_stop(redis: aioredis.Redis, stream: str) -> None:
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
+        seen.append(entry.message.job_id)
+        stop.set()
+
+    reader = consumer(redis, stream, handler)
+    task = asyncio.create_task(reader.run(stop))
+    await StreamProducer(redis, stream).publish(job(1))
+    await asyncio.wait_for(task, timeout=10)
+    assert seen == ["job-1"]
+    assert await pending_count(redis, stream) == 0
+
+
+async def test_entries_and_pending_work_survive_a_redis_restart(tmp_path: Path) -> None:
+    server = LocalRedis(tmp_path / "redis", durable=True)
+    server.start()
+    stream = "wamesh:{t1}:restart"
+    try:
+        client = make_redis(server.url)
+        producer = StreamProducer(client, stream)
+        for n in range(3):
+            await producer.publish(job(n))
+        crashed = Recorder(failures=100)
+        await consumer(client, stream, crashed, name="a", batch_size=1).run_once(block=False)
+        assert len(crashed.seen) == 1
+        await client.aclose()
+
+        server.stop()
+        server.start()
+
+        client = make_redis(server.url)
+        survivor = Recorder()
+        reader = consumer(client, stream, survivor, name="b", min_idle_ms=0)
+        await reader.run_once(block=False)
+        await reader.run_once(block=False)
+        handled = sorted((e.message.job_id, e.deliveries) for e in survivor.seen)
+        assert handled == [("job-0", 2), ("job-1", 1), ("job-2", 1)]
+        assert await pending_count(client, stream) == 0
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_run_keeps_consuming_after_redis_loses_the_stream_and_its_group(
+    redis: aioredis.Redis, stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stop = asyncio.Event()
+    arrived: dict[str, asyncio.Event] = {"job-1": asyncio.Event(), "job-2": asyncio.Event()}
+
+    async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
+        arrived[entry.message.job_id].set()
+
+    reader = consumer(redis, stream, handler)
+    task = asyncio.create_task(reader.run(stop))
+    producer = StreamProducer(redis, stream)
+    try:
+        await producer.publish(job(1))
+        await until_handled_or_dead(arrived["job-1"], task)
+        await redis.flushall()
+        await producer.publish(job(2))
+        await until_handled_or_dead(arrived["job-2"], task)
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    assert await pending_count(redis, stream) == 0
+    recreations = [r for r in caplog.records if "group vanished" in r.getMessage()]
+    assert len(recreations) == 1
+    assert getattr(recreations[0], "stream", None) == stream
+
+
+async def test_a_group_destroyed_mid_batch_is_created_again_from_the_first_entry(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    producer = StreamProducer(redis, stream)
+    for n in range(2):
+        await producer.publish(job(n))
+    seen: list[str] = []
+
+    async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
+        if not seen:
+            # The batch's XACK then finds no group: Redis lost it while entries were in hand.
+            await redis.xgroup_destroy(stream, "dispatcher")
+        seen.append(entry.message.job_id)
+
+    reader = consumer(redis, stream, handler)
+    await reader.run_once(block=False)
+    assert seen == ["job-0", "job-1"]
+    await producer.publish(job(2))
+    for _ in range(3):
+        await reader.run_once(block=False)
+    # At least once: what the stream still held comes again, then what is new.
+    assert seen == ["job-0", "job-1", "job-0", "job-1", "job-2"]
+    assert await pending_count(redis, stream) == 0
+
+
+async def until_handled_or_dead(handled: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Wait for ``handled``; fail at once if the consumer's task ended instead."""
+    waiter = asyncio.ensure_future(handled.wait())
+    done, _ = await asyncio.wait({waiter, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task in done:
+        task.result()  # re-raise what killed it
+        pytest.fail("the consumer stopped on its own")
+    assert handled.is_set(), "the entry was never handled"

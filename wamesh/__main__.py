@@ -1,3 +1,0 @@
-from wamesh.cli import main
-
-main()
