@@ -7,20 +7,23 @@ tenant token for its own tenant.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh_conversations import paging, validation
+from wamesh_conversations import validation
 from wamesh_conversations.store import ConversationStore, InboundItem, StatusChange
 from wamesh_kit import ids
 from wamesh_kit.errors import DomainError, InvalidArgument
+from wamesh_kit.paging import PageTokens
 from wamesh_kit.rpc.auth import Access, require_tenant_access, requires
 from wamesh_kit.rpc.errors import status_code_for
 
+# Conversations by last message, messages by creation: each keyed by (time, id).
+PAGES = PageTokens[tuple[datetime, str]](datetime, str)
 Context = grpc.aio.ServicerContext[Any, Any]
 READERS = Access.ADMIN | Access.TENANT
 MAX_BATCH = 500
@@ -157,7 +160,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
             else ""
         )
         query = ("conversations", tenant_id, str(request.unread_only), sender)
-        after = paging.decode(request.page_token, *query)
+        after = PAGES.decode(request.page_token, *query)
         rows = await self._store.list_conversations(
             tenant_id,
             after=after,
@@ -169,7 +172,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         token = ""
         if more:
             last = page[-1]
-            token = paging.encode((last.last_message_at.ToDatetime(tzinfo=UTC), last.id), *query)
+            token = PAGES.encode((last.last_message_at.ToDatetime(tzinfo=UTC), last.id), *query)
         return pb.ListConversationsResponse(conversations=page, next_page_token=token)
 
     @requires(READERS)
@@ -180,7 +183,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         conversation_id = validation.conversation_id(request.conversation_id)
         size = validation.page_size(request.page_size)
         query = ("messages", tenant_id, conversation_id)
-        after = paging.decode(request.page_token, *query)
+        after = PAGES.decode(request.page_token, *query)
         rows = await self._store.list_messages(
             tenant_id, conversation_id, after=after, limit=size + 1
         )
@@ -188,7 +191,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         token = ""
         if more:
             last = page[-1]
-            token = paging.encode((last.created_at.ToDatetime(tzinfo=UTC), last.id), *query)
+            token = PAGES.encode((last.created_at.ToDatetime(tzinfo=UTC), last.id), *query)
         return pb.ListMessagesResponse(messages=page, next_page_token=token)
 
     @requires(READERS)

@@ -9,10 +9,8 @@ from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from wamesh.tenants.v1 import tenants_pb2, tenants_pb2_grpc
-from wamesh_kit.db import make_engine
-from wamesh_kit.redis_client import make_redis
+from wamesh_kit.rpc.database_service import Backing, Wiring, database_service
 from wamesh_kit.rpc.server import GrpcService, Service
-from wamesh_kit.telemetry import instrument_engine
 from wamesh_tenants.routes import RouteCache
 from wamesh_tenants.servicer import TenantRegistry
 from wamesh_tenants.settings import TenantsSettings
@@ -30,35 +28,29 @@ async def tenants_service(
     tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[GrpcService]:
     """The tenants gRPC server, started; stopped (and its pools closed) on exit."""
-    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
-    if tracer_provider is None:
-        instrument_engine(engine)
-    redis = make_redis(
-        settings.redis_url,
-        client_name="tenants",
-        max_connections=settings.redis_max_connections,
-        socket_timeout_s=REDIS_TIMEOUT_S,
-        pool_timeout_s=settings.redis_pool_timeout_s,
-    )
-    servicer = TenantRegistry(
-        TenantStore(engine), RouteCache(redis, settings.route_cache_ttl_s), settings.cipher()
-    )
-    server = GrpcService(
+
+    def wire(backing: Backing) -> Wiring:
+        servicer = TenantRegistry(
+            TenantStore(backing.engine),
+            RouteCache(backing.redis, settings.route_cache_ttl_s),
+            settings.cipher(),
+        )
+        return Wiring(
+            [
+                Service(
+                    tenants_pb2.DESCRIPTOR.services_by_name["TenantRegistry"],
+                    servicer,
+                    tenants_pb2_grpc.add_TenantRegistryServicer_to_server,
+                )
+            ]
+        )
+
+    async with database_service(
         settings,
-        [
-            Service(
-                tenants_pb2.DESCRIPTOR.services_by_name["TenantRegistry"],
-                servicer,
-                tenants_pb2_grpc.add_TenantRegistryServicer_to_server,
-            )
-        ],
+        wire,
+        client_name="tenants",
         registry=registry,
         tracer_provider=tracer_provider,
-    )
-    try:
-        await server.start()
+        redis_socket_timeout_s=REDIS_TIMEOUT_S,
+    ) as server:
         yield server
-    finally:
-        await server.stop()
-        await redis.aclose()
-        await engine.dispose()

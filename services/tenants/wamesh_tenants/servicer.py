@@ -6,8 +6,6 @@ admins for debugging) and GetCredentials (the internal identity only: it returns
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 import grpc
@@ -17,6 +15,7 @@ from wamesh.tenants.v1 import tenants_pb2_grpc
 from wamesh_kit import ids
 from wamesh_kit.errors import InvalidArgument
 from wamesh_kit.numbers import normalize_number
+from wamesh_kit.paging import PageTokens
 from wamesh_kit.rpc.auth import Access, requires
 from wamesh_tenants import validation
 from wamesh_tenants.crypto import CredentialCipher
@@ -31,6 +30,8 @@ from wamesh_tenants.store import (
 )
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# Tenants by id.
+PAGES = PageTokens[tuple[str]](str)
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -77,13 +78,15 @@ class TenantRegistry(tenants_pb2_grpc.TenantRegistryServicer):
             raise InvalidArgument("must not be negative", field="page_size")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         status = _status_filter(request.status)
-        after = decode_page_token(request.page_token)
+        query = ("tenants", str(status))
+        after = PAGES.decode(request.page_token, *query)
         # One extra row tells whether another page exists without a second query.
-        rows = await self._store.list_tenants(after_id=after, limit=size + 1, status=status)
-        page, more = rows[:size], len(rows) > size
-        return pb.ListTenantsResponse(
-            tenants=page, next_page_token=encode_page_token(page[-1].id) if more else ""
+        rows = await self._store.list_tenants(
+            after_id=after[0] if after else "", limit=size + 1, status=status
         )
+        page, more = rows[:size], len(rows) > size
+        token = PAGES.encode((page[-1].id,), *query) if more else ""
+        return pb.ListTenantsResponse(tenants=page, next_page_token=token)
 
     @requires(Access.ADMIN)
     async def UpdateTenant(
@@ -227,20 +230,3 @@ def _status_filter(status: pb.TenantStatus.ValueType) -> str | None:
 
 def _number_of(tenant: pb.Tenant, number: str) -> pb.SenderNumber:
     return next(n for n in tenant.sender_numbers if n.number == number)
-
-
-def encode_page_token(last_id: str) -> str:
-    """Opaque to callers; it holds the last id of the page (keyset paging by id)."""
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        last_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument("is not a token this service issued", field="page_token") from None
-    if not ids.TENANT_ID.fullmatch(last_id):
-        raise InvalidArgument("is not a token this service issued", field="page_token")
-    return last_id
