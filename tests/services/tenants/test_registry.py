@@ -317,6 +317,19 @@ async def test_list_refuses_bad_paging(admin: Any) -> None:
         await assert_refused(admin.ListTenants(request), grpc.StatusCode.INVALID_ARGUMENT, field)
 
 
+async def test_a_page_token_pages_only_the_filter_that_issued_it(admin: Any) -> None:
+    prefix = f"bound-{uuid.uuid4().hex[:6]}"
+    for i in range(3):
+        await create_tenant(admin, tenant_id=f"{prefix}-{i}")
+    first = await admin.ListTenants(pb.ListTenantsRequest(page_size=1, status=ACTIVE))
+    assert first.next_page_token
+
+    other_filter = pb.ListTenantsRequest(page_token=first.next_page_token, status=SUSPENDED)
+    await assert_refused(
+        admin.ListTenants(other_filter), grpc.StatusCode.INVALID_ARGUMENT, "page_token"
+    )
+
+
 async def test_admin_rpcs_need_the_admin_token(connect: Any, admin: Any) -> None:
     tenant = await create_tenant(admin)
     anonymous, internal = connect(None), connect("wamesh-dev-internal-token")
