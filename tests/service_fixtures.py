@@ -1,0 +1,78 @@
+"""The fixtures every service's tests need, made once: migrate, settings, serve, connect.
+
+A service's ``conftest.py`` names them, so a reader sees every fixture it has::
+
+    fixtures = ServiceFixtures("tenants", tenants_service, make_settings, TenantRegistryStub)
+    tenants_dsn = fixtures.dsn            # module scope: a fresh database at head
+    settings = fixtures.settings          # the service's settings on that database
+    service = fixtures.service            # the service served in-process on a real socket
+    connect = fixtures.connect            # connect(token): a stub over our client plumbing
+    admin = fixtures.admin
+    internal = fixtures.internal
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, TypeVar
+
+import grpc.aio
+import pytest
+from prometheus_client import CollectorRegistry
+
+from wamesh_kit import registry
+from wamesh_kit.migrations import MigrationHistory, upgrade_database
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN, DatabaseServiceSettings
+
+Settings = TypeVar("Settings", bound=DatabaseServiceSettings)
+Serve = Callable[..., AbstractAsyncContextManager[GrpcService]]
+Connect = Callable[[str | None], Any]
+
+
+class ServiceFixtures(Generic[Settings]):
+    """The fixtures of the service registered as ``name``; their names are the attributes'."""
+
+    def __init__(
+        self,
+        name: str,
+        serve: Serve,
+        make_settings: Callable[[str, str], Settings],
+        stub: Callable[[grpc.aio.Channel], Any],
+    ) -> None:
+        spec = registry.service(name)
+        if spec.migrations is None:
+            raise ValueError(f"{name} owns no database: these fixtures are for those that do")
+        history = MigrationHistory(name, spec.migrations)
+
+        @pytest.fixture(scope="module", name=f"{name}_dsn")
+        def dsn(database_dsn: str) -> str:
+            upgrade_database(database_dsn, history)
+            return database_dsn
+
+        @pytest.fixture(name="settings")
+        def settings(request: pytest.FixtureRequest, redis_url: str) -> Settings:
+            return make_settings(request.getfixturevalue(f"{name}_dsn"), redis_url)
+
+        @pytest.fixture(name="service")
+        async def service(settings: Settings) -> AsyncIterator[GrpcService]:
+            async with serve(settings, registry=CollectorRegistry()) as server:
+                yield server
+
+        @pytest.fixture(name="connect")
+        def connect(
+            service: GrpcService, grpc_channels: Callable[[int, str | None], Any]
+        ) -> Connect:
+            return lambda token: stub(grpc_channels(service.port, token))
+
+        @pytest.fixture(name="admin")
+        def admin(connect: Connect) -> Any:
+            return connect(DEV_ADMIN_TOKEN)
+
+        @pytest.fixture(name="internal")
+        def internal(connect: Connect) -> Any:
+            return connect(DEV_INTERNAL_TOKEN)
+
+        self.dsn, self.settings, self.service = dsn, settings, service
+        self.connect, self.admin, self.internal = connect, admin, internal
