@@ -24,6 +24,8 @@ tenants = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # ListTenants by status, in id order.
+    sa.Index("tenants_status_id", "status", "id"),
 )
 
 sender_numbers = sa.Table(
@@ -31,15 +33,20 @@ sender_numbers = sa.Table(
     metadata,
     # E.164; the primary key is what makes a number belong to at most one tenant.
     sa.Column("number", sa.Text, primary_key=True),
-    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column(
+        "tenant_id", sa.Text, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("messaging_service_sid", sa.Text, nullable=False),
     sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("sender_numbers_tenant", "tenant_id"),
 )
 
 credentials = sa.Table(
     "credentials",
     metadata,
-    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column(
+        "tenant_id", sa.Text, sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("account_sid", sa.Text, nullable=False),
     sa.Column("api_key_sid", sa.Text, nullable=False),
     # Which credential key sealed auth_token and api_key_secret (nonce || AES-GCM output).
@@ -47,4 +54,6 @@ credentials = sa.Table(
     sa.Column("auth_token", sa.LargeBinary, nullable=False),
     sa.Column("api_key_secret", sa.LargeBinary, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Key rotation finds the rows still sealed by an old key.
+    sa.Index("credentials_key_id", "key_id"),
 )
