@@ -78,11 +78,10 @@ def dev_infra(
 ) -> None:
     """Start real PostgreSQL (one database per service) and Redis until Ctrl-C."""
     with LocalInfra(data_dir) as infra:
-        described = infra.describe()
         if as_json:
-            print(json.dumps(described), flush=True)
+            print(json.dumps(infra.describe()), flush=True)
         else:
-            _print_infra(described)
+            _print_infra(infra)
         _wait_for_signal()
 
 
@@ -100,7 +99,7 @@ def dev_up(
             if spec.migrations is not None and spec.database is not None:
                 history = MigrationHistory(spec.name, spec.migrations)
                 upgrade_database(infra.postgres.dsn(spec.database), history)
-        _print_infra(infra.describe())
+        _print_infra(infra)
         children = [_spawn_service(spec, infra) for spec in registry.services().values()]
         console.print(f"services: {', '.join(registry.services()) or 'none yet'}")
         try:
@@ -119,16 +118,14 @@ def _spawn_service(spec: registry.Service, infra: LocalInfra) -> subprocess.Pope
     return subprocess.Popen([sys.executable, "-m", "wamesh_kit", "serve", spec.name], env=env)
 
 
-def _print_infra(described: dict[str, object]) -> None:
+def _print_infra(infra: LocalInfra) -> None:
     table = Table(title="wamesh local infrastructure (Ctrl-C stops it)")
     table.add_column("what")
     table.add_column("url")
-    table.add_row("redis", str(described["redis_url"]))
-    table.add_row("postgres", str(described["postgres_url"]))
-    databases = described["databases"]
-    assert isinstance(databases, dict)
-    for name, dsn in databases.items():
-        table.add_row(f"  {name} database", dsn)
+    table.add_row("redis", infra.redis.url)
+    table.add_row("postgres", infra.postgres.dsn())
+    for name in infra.databases:
+        table.add_row(f"  {name} database", infra.postgres.dsn(name))
     Console().print(table)
 
 

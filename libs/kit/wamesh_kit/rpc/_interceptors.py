@@ -58,7 +58,8 @@ def wrap_handler(handler: Handler, around: Around) -> Handler:
         (True, False): handler.stream_unary,
         (True, True): handler.stream_stream,
     }[kind]
-    assert behavior is not None, "grpc handler without a behavior"
+    if behavior is None:
+        raise TypeError(f"a grpc {kind} handler without a behavior")
     wrap = _streaming if handler.response_streaming else _unary
     return _FACTORIES[kind](
         wrap(behavior, around),
