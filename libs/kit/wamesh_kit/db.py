@@ -1,25 +1,13 @@
-"""Async SQLAlchemy 2 over asyncpg: one engine per service, sessions per unit of work."""
+"""Async SQLAlchemy 2 over asyncpg: one engine per service, used through SQLAlchemy Core."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
-from sqlalchemy.orm import DeclarativeBase
-
-
-class Base(DeclarativeBase):
-    """Subclassed once per service, so each service's metadata holds only its own tables."""
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def async_url(database_url: str) -> URL:
@@ -56,18 +44,3 @@ def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """
     if dbapi_connection.driver_connection.is_closed():
         raise DisconnectionError("the server closed this connection")
-
-
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    # expire_on_commit=False: objects stay readable after commit, which async code needs
-    # (a lazy refresh would be implicit I/O).
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-@asynccontextmanager
-async def transaction(
-    sessions: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commit when the block ends, roll back on any exception."""
-    async with sessions() as session, session.begin():
-        yield session

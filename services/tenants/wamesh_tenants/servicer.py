@@ -17,6 +17,7 @@ from wamesh_kit.errors import InvalidArgument
 from wamesh_kit.numbers import normalize_number
 from wamesh_kit.paging import PageTokens
 from wamesh_kit.rpc.auth import Access, requires
+from wamesh_kit.telemetry import tag_tenant
 from wamesh_tenants import validation
 from wamesh_tenants.crypto import CredentialCipher
 from wamesh_tenants.routes import RouteCache
@@ -62,6 +63,7 @@ class TenantRegistry(tenants_pb2_grpc.TenantRegistryServicer):
             bot=validation.bot(request.bot),
         )
         tenant, already_existed = await self._store.create(request.request_id, tenant_id, fields)
+        tag_tenant(tenant.id)
         return pb.CreateTenantResponse(tenant=tenant, already_existed=already_existed)
 
     @requires(Access.ADMIN)
@@ -185,10 +187,12 @@ class TenantRegistry(tenants_pb2_grpc.TenantRegistryServicer):
         number = normalize_number(request.number)
         lookup = await self._routes.get(number)
         if lookup.route is not None:
+            tag_tenant(lookup.route.tenant_id)
             return lookup.route
         route = await self._store.resolve(number)
         if lookup.generation is not None:
             await self._routes.put(number, route, lookup.generation)
+        tag_tenant(route.tenant_id)
         return route
 
     @requires(Access.INTERNAL)
@@ -217,7 +221,7 @@ class TenantRegistry(tenants_pb2_grpc.TenantRegistryServicer):
 
 
 def _tenant_id(value: str, *, field: str = "tenant_id") -> str:
-    return ids.tenant_id(value, field=field)
+    return tag_tenant(ids.tenant_id(value, field=field))
 
 
 def _status_filter(status: pb.TenantStatus.ValueType) -> str | None:

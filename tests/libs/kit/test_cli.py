@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 import redis
+from sqlalchemy import text
+
+from wamesh_kit.db import make_engine
 
 WAMESH = [sys.executable, "-m", "wamesh_kit"]
 
@@ -38,11 +40,12 @@ def test_migrate_refuses_a_service_without_migrations() -> None:
 
 
 async def _current_database(dsn: str) -> str:
-    connection = await asyncpg.connect(dsn)
+    engine = make_engine(dsn, pool_size=1)
     try:
-        return str(await connection.fetchval("SELECT current_database()"))
+        async with engine.connect() as connection:
+            return str(await connection.scalar(text("SELECT current_database()")))
     finally:
-        await connection.close()
+        await engine.dispose()
 
 
 def test_dev_infra_serves_real_servers_until_interrupted(tmp_path: Path) -> None:

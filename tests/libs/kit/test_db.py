@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from wamesh_kit.db import async_url, make_engine, make_sessionmaker, transaction
+from wamesh_kit.db import async_url, make_engine
 
 
 @pytest.fixture
@@ -31,22 +30,6 @@ def test_plain_dsn_selects_asyncpg() -> None:
     assert async_url("postgresql://u@h:5/db").drivername == "postgresql+asyncpg"
     with pytest.raises(ValueError, match="mysql"):
         async_url("mysql://u@h/db")
-
-
-async def test_transaction_commits_when_the_block_ends(engine: AsyncEngine) -> None:
-    sessions = make_sessionmaker(engine)
-    async with transaction(sessions) as session:
-        await session.execute(text("INSERT INTO items VALUES (1), (2)"))
-    assert await _count(engine) == 2
-
-
-async def test_transaction_rolls_back_everything_on_error(engine: AsyncEngine) -> None:
-    sessions = make_sessionmaker(engine)
-    with pytest.raises(DBAPIError):  # noqa: PT012 (the second insert must undo the first)
-        async with transaction(sessions) as session:
-            await session.execute(text("INSERT INTO items VALUES (1)"))
-            await session.execute(text("INSERT INTO items VALUES (1)"))
-    assert await _count(engine) == 0
 
 
 async def test_engine_heals_after_a_postgres_restart(engine: AsyncEngine, servers: Any) -> None:

@@ -5,22 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import text
 
 from wamesh_kit import registry
+from wamesh_kit.db import make_engine
 from wamesh_kit.localinfra import LocalInfra, LocalPostgres
 
 
-async def test_postgres_is_a_real_server(database_dsn: str) -> None:
-    connection = await asyncpg.connect(database_dsn)
+async def _scalars(dsn: str, *queries: str) -> list[object]:
+    """The first value of each query, over one connection."""
+    engine = make_engine(dsn, pool_size=1)
     try:
-        version = await connection.fetchval("SELECT version()")
-        pid = await connection.fetchval("SELECT pg_backend_pid()")
+        async with engine.connect() as connection:
+            return [await connection.scalar(text(query)) for query in queries]
     finally:
-        await connection.close()
+        await engine.dispose()
+
+
+async def test_postgres_is_a_real_server(database_dsn: str) -> None:
+    version, pid = await _scalars(database_dsn, "SELECT version()", "SELECT pg_backend_pid()")
+    assert isinstance(version, str)
     assert version.startswith("PostgreSQL ")
+    assert isinstance(pid, int)
     assert pid > 0
 
 
@@ -31,13 +39,10 @@ async def test_redis_is_a_real_server(redis_client: aioredis.Redis) -> None:
 
 
 async def test_each_module_gets_an_empty_database(database_dsn: str) -> None:
-    connection = await asyncpg.connect(database_dsn)
-    try:
-        tables = await connection.fetchval(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        )
-    finally:
-        await connection.close()
+    [tables] = await _scalars(
+        database_dsn,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
     assert tables == 0
 
 

@@ -84,7 +84,7 @@ async def test_a_busy_pool_waits_for_a_free_connection_instead_of_raising(
             *(client.blpop([f"wamesh:test:empty:{i}"], timeout=0.2) for i in range(40))
         )
         assert results == [None] * 40
-        assert len(client.connection_pool._in_use_connections) == 0  # type: ignore[attr-defined]
+        assert len(client.connection_pool._in_use_connections) == 0
     finally:
         await client.aclose()
 
@@ -92,7 +92,7 @@ async def test_a_busy_pool_waits_for_a_free_connection_instead_of_raising(
 async def test_a_pool_that_stays_busy_raises_after_its_timeout(redis_url: str) -> None:
     client = make_redis(redis_url, max_connections=1, pool_timeout_s=0.2)
     try:
-        holding = asyncio.create_task(client.blpop(["wamesh:test:empty"], timeout=2))
+        holding = asyncio.ensure_future(client.blpop(["wamesh:test:empty"], timeout=2))
         await asyncio.sleep(0.1)
         with pytest.raises(RedisConnectionError):
             await client.ping()

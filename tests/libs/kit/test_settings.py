@@ -11,9 +11,7 @@ from wamesh_kit.settings import (
 )
 
 
-def test_defaults_are_local_and_safe(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("WAMESH_GRPC_LISTEN", "WAMESH_ADMIN_TOKEN", "WAMESH_REDIS_URL"):
-        monkeypatch.delenv(name, raising=False)
+def test_defaults_are_local_and_safe() -> None:
     settings = ServiceSettings()
     assert is_loopback_address(settings.grpc_listen)
     assert is_loopback_address(settings.metrics_listen)

@@ -89,6 +89,21 @@ async def pending_count(redis: aioredis.Redis, stream: str) -> int:
     return int(summary["pending"])
 
 
+async def dead_letters(redis: aioredis.Redis, stream: str) -> list[dict[bytes, bytes]]:
+    """The fields of every entry of ``stream``'s dead-letter stream, oldest first."""
+    entries = await redis.xrange(f"{stream}:dead") or []
+    dead = []
+    for _, fields in entries:
+        assert fields is not None
+        dead.append({_raw(name): _raw(value) for name, value in fields.items()})
+    return dead
+
+
+def _raw(reply: bytes | str) -> bytes:
+    assert isinstance(reply, bytes), "make_redis leaves decode_responses off"
+    return reply
+
+
 async def test_entries_published_before_the_group_exists_are_delivered_and_acked(
     redis: aioredis.Redis, stream: str
 ) -> None:
@@ -168,7 +183,7 @@ async def test_after_max_deliveries_the_entry_moves_to_the_dead_letter_stream(
         await reader.run_once(block=False)
     assert [entry.deliveries for entry in failing.seen] == [1, 2, 3]
     assert await pending_count(redis, stream) == 0
-    [(_, fields)] = await redis.xrange(f"{stream}:dead")
+    [fields] = await dead_letters(redis, stream)
     assert fields[b"deliveries"] == b"3"
     assert fields[b"reason"] == b"RuntimeError"
     assert fields[b"origin_id"] == failing.seen[0].entry_id.encode()
@@ -190,7 +205,7 @@ async def test_an_entry_that_killed_its_consumers_is_dead_lettered_unhandled(
     reader = consumer(redis, stream, handler, min_idle_ms=0, max_deliveries=2)
     await reader.run_once(block=False)
     assert handler.seen == []
-    [(_, fields)] = await redis.xrange(f"{stream}:dead")
+    [fields] = await dead_letters(redis, stream)
     assert fields[b"reason"] == b"too many deliveries"
     assert await pending_count(redis, stream) == 0
 
@@ -212,7 +227,7 @@ async def test_poison_entries_are_dead_lettered_at_once(
     await consumer(redis, stream, handler).run_once(block=False)
     assert handler.seen == []
     assert await pending_count(redis, stream) == 0
-    [(_, dead)] = await redis.xrange(f"{stream}:dead")
+    [dead] = await dead_letters(redis, stream)
     assert dead[b"deliveries"] == b"1"
     assert b"OutboundJobEvent" in dead[b"reason"]
 
@@ -220,7 +235,7 @@ async def test_poison_entries_are_dead_lettered_at_once(
 async def test_a_handler_can_declare_an_entry_poison(redis: aioredis.Redis, stream: str) -> None:
     await StreamProducer(redis, stream).publish(job(3))
     await consumer(redis, stream, Recorder(poison=True)).run_once(block=False)
-    [(_, dead)] = await redis.xrange(f"{stream}:dead")
+    [dead] = await dead_letters(redis, stream)
     assert dead[b"reason"] == b"recipient is not a WhatsApp number"
     assert await pending_count(redis, stream) == 0
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from tests.libs.kit import telemetry_probe
 
 PROBE = Path(__file__).parent / "telemetry_probe.py"
 
@@ -35,11 +38,17 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+# opentelemetry-proto generates its _grpc module without annotations: the type is ours.
+add_collector_to_server: Callable[[Collector, grpc.aio.Server], None] = (
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server
+)
+
+
 @pytest.fixture
 async def collector() -> AsyncIterator[tuple[Collector, int]]:
     server = grpc.aio.server()
     servicer = Collector()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    add_collector_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield servicer, port
@@ -47,8 +56,22 @@ async def collector() -> AsyncIterator[tuple[Collector, int]]:
 
 
 async def _run_probe(endpoint: str, database_dsn: str, redis_url: str, grpc_port: int) -> None:
+    collector_url = f"http://127.0.0.1:{grpc_port}"
+    # The SDK's own defaults point at the test's collector too: an exporter made without our
+    # endpoint would send there rather than to localhost:4317, where nothing would notice.
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector_url,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector_url,
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(PROBE), endpoint, database_dsn, redis_url, f"127.0.0.1:{grpc_port}"
+        sys.executable,
+        str(PROBE),
+        endpoint,
+        database_dsn,
+        redis_url,
+        f"127.0.0.1:{grpc_port}",
+        env=env,
     )
     assert await asyncio.wait_for(process.wait(), timeout=60) == 0
 
@@ -65,7 +88,8 @@ async def test_spans_are_exported_over_otlp_with_sql_redis_and_grpc(
     assert "PING" in names
     # Exporting installs the gRPC client interceptors on wamesh's channels too.
     assert any(name.endswith("TraceService/Export") for name in names), names
-    assert len({trace_id for *_, trace_id in servicer.spans}) == 1, "one trace across them all"
+    trace_ids = {trace_id.hex() for *_, trace_id in servicer.spans}
+    assert trace_ids == {telemetry_probe.TRACE_ID}, "one trace across them all, the caller's"
 
 
 async def test_nothing_is_exported_without_an_endpoint(
@@ -73,4 +97,4 @@ async def test_nothing_is_exported_without_an_endpoint(
 ) -> None:
     servicer, port = collector
     await _run_probe("", database_dsn, redis_url, port)
-    assert servicer.spans == []
+    assert servicer.spans == [], "spans were exported without an endpoint"

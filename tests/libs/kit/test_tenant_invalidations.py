@@ -42,7 +42,7 @@ async def test_a_lost_connection_resets_the_cache_and_resubscribes(
             listener_client, received.put_nowait, lambda: resets.put_nowait(None), retry_s=0.05
         ):
             await asyncio.wait_for(resets.get(), 5)  # the first subscription
-            killed = await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            killed = await redis_client.client_kill_filter(_type="pubsub")
             assert killed >= 1
             # What was published while disconnected is lost: the second reset stands for it.
             await asyncio.wait_for(resets.get(), 5)

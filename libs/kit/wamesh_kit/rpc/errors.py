@@ -10,7 +10,9 @@ back to the typed error, so a service can re-raise what the service it called ra
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -56,6 +58,11 @@ _ERROR_BY_STATUS = {code: error for error, code in STATUS_BY_ERROR.items()}
 # A failed call to another service that says "try again later" is an outage for our caller too.
 _TRANSIENT_RPC_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
+# Python gives these no OSError subclass of their own, unlike refused or reset connections.
+_NETWORK_ERRNOS = frozenset(
+    {errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET, errno.EHOSTDOWN, errno.EHOSTUNREACH}
+)
+
 _log = logging.getLogger(__name__)
 
 
@@ -83,9 +90,8 @@ def is_infrastructure_error(error: BaseException) -> bool:
     Optional libraries are looked up in ``sys.modules`` rather than imported: an exception of
     a library's class can only exist once that library is loaded, so nothing needs importing.
     """
-    # ConnectionError and TimeoutError (asyncio.TimeoutError since 3.11) are OSErrors.
     if isinstance(error, OSError):
-        return True
+        return _is_network_failure(error)
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code() in _TRANSIENT_RPC_CODES
     if isinstance(error, _loaded("redis.exceptions", "ConnectionError", "TimeoutError")):
@@ -101,6 +107,18 @@ def is_infrastructure_error(error: BaseException) -> bool:
         "PostgresConnectionError",
     )
     return isinstance(error, asyncpg_errors)
+
+
+def _is_network_failure(error: OSError) -> bool:
+    """Only a failure to reach or keep talking to a peer; any other OSError (a missing file,
+    a refused permission) is a bug, which retrying would only repeat."""
+    # TimeoutError covers asyncio.TimeoutError (since 3.11) and socket.timeout.
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if error.errno in _NETWORK_ERRNOS:
+        return True
+    # asyncio's create_connection, when each of a host's addresses failed in its own way.
+    return error.errno is None and str(error).startswith("Multiple exceptions: ")
 
 
 def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:

@@ -11,6 +11,7 @@ It prints ``port <n>`` once serving, then one line per event the tests wait for
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -74,6 +75,12 @@ def _raise(kind: str) -> None:
         raise ConnectionRefusedError(111, "Connect call failed ('10.0.0.7', 5432)")
     if kind == "timeout":
         raise TimeoutError("secret detail: timed out reading from 10.0.0.9")
+    if kind == "dns":
+        raise socket.gaierror(socket.EAI_NONAME, "secret detail: postgres.10.0.0.9 not known")
+    if kind == "file_not_found":
+        raise FileNotFoundError(2, "No such file or directory", "/run/secret detail/hunter2")
+    if kind == "permission":
+        raise PermissionError(13, "Permission denied", "/run/secret detail/hunter2")
     if kind == "redis":
         import redis.exceptions
 
@@ -83,7 +90,7 @@ def _raise(kind: str) -> None:
 
         raise sqlalchemy.exc.OperationalError("SELECT 1", {}, OSError("server closed"))
     if kind == "asyncpg":
-        import asyncpg.exceptions
+        import asyncpg.exceptions  # type: ignore[import-untyped]  # asyncpg ships no types
 
         raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
     if kind == "not_found":
@@ -93,8 +100,12 @@ def _raise(kind: str) -> None:
     raise ValueError(f"unknown kind {kind!r}")
 
 
-class NoteServicer(notes_pb2_grpc.NoteServiceServicer):
-    """Notes of two tenants in memory; ``announce`` reports events (the process prints them)."""
+class NoteServicer:
+    """Notes of two tenants in memory; ``announce`` reports events (the process prints them).
+
+    No generated base class: grpc.protos_and_services builds it at run time, out of a type
+    checker's sight, and add_NoteServiceServicer_to_server needs only the methods.
+    """
 
     def __init__(self, announce: Callable[[str], None] = lambda _: None) -> None:
         self.notes = {

@@ -8,6 +8,7 @@ import grpc
 import grpc.aio
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from tests.libs.kit.rpc.example_server import (
@@ -30,9 +31,9 @@ def _settings(database_dsn: str, redis_url: str) -> DatabaseServiceSettings:
         shutdown_grace_s=5.0,
         database_url=database_dsn,
         redis_url=redis_url,
-        admin_token=ADMIN_TOKEN,
-        internal_token=INTERNAL_TOKEN,
-        jwt_secret=JWT_SECRET,
+        admin_token=SecretStr(ADMIN_TOKEN),
+        internal_token=SecretStr(INTERNAL_TOKEN),
+        jwt_secret=SecretStr(JWT_SECRET),
     )
 
 
@@ -58,12 +59,14 @@ async def test_loops_run_on_the_backing_and_stop_after_the_server(
 ) -> None:
     seen: list[str] = []
     port: list[int] = []
+    backed = asyncio.Event()
 
     def wire(backing: Backing) -> Wiring:
         async def loop(stop: asyncio.Event) -> None:
             async with backing.engine.connect() as connection:
                 seen.append(f"postgres {await connection.scalar(text('SELECT 1'))}")
             seen.append(f"redis {await backing.redis.ping()}")
+            backed.set()
             await stop.wait()
             seen.append(f"stopped, server serving: {await _serves(port[0])}")
 
@@ -75,8 +78,7 @@ async def test_loops_run_on_the_backing_and_stop_after_the_server(
     ) as server:
         port.append(server.port)
         assert await _serves(server.port)
-        while len(seen) < 2:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(backed.wait(), 10)
 
     assert seen == ["postgres 1", "redis True", "stopped, server serving: False"]
 
@@ -88,7 +90,5 @@ async def test_a_wiring_that_fails_starts_nothing_and_raises(
         raise RuntimeError("no servicer today")
 
     with pytest.raises(RuntimeError, match="no servicer today"):
-        async with database_service(
-            _settings(database_dsn, redis_url), wire, client_name="probe"
-        ):
+        async with database_service(_settings(database_dsn, redis_url), wire, client_name="probe"):
             pytest.fail("a service whose wiring failed must not be served")

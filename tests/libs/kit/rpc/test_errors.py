@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Callable
-from typing import Any
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -26,8 +28,10 @@ LEAK_MARKERS = ("Traceback", 'File "', "hunter2", "10.0.0.", "secret detail")
 
 
 def assert_no_leak(error: grpc.aio.AioRpcError) -> None:
+    # The stubs call the entries _Metadatum; grpc.aio yields (key, value) pairs.
+    trailers = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
     exposed = [error.details() or ""]
-    exposed += [str(value) for _, value in error.trailing_metadata() or ()]
+    exposed += [str(value) for _, value in trailers]
     for text in exposed:
         for marker in LEAK_MARKERS:
             assert marker not in text, f"{marker!r} leaked to the caller in {text!r}"
@@ -58,28 +62,38 @@ async def test_invalid_argument_names_the_field_in_details_and_trailer(
     assert_no_leak(error)
 
 
-async def test_plain_exception_is_internal_with_a_fixed_message_and_logged_with_traceback(
+# A missing file or a refused permission is an OSError too, but a bug: not retried, not UNAVAILABLE.
+@pytest.mark.parametrize(
+    ("kind", "raised"),
+    [
+        ("plain", RuntimeError),
+        ("file_not_found", FileNotFoundError),
+        ("permission", PermissionError),
+    ],
+)
+async def test_a_bug_is_internal_with_a_fixed_message_and_logged_with_traceback(
     service: GrpcService,
     stub: Any,
     rpc_error: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
+    kind: str,
+    raised: type[Exception],
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="wamesh_kit.rpc.errors"):
-        error = await rpc_error(
-            stub.Explode(notes_pb2.ExplodeRequest(kind="plain"), metadata=ADMIN)
-        )
+        error = await rpc_error(stub.Explode(notes_pb2.ExplodeRequest(kind=kind), metadata=ADMIN))
 
     assert error.code() == grpc.StatusCode.INTERNAL
     assert error.details() == INTERNAL_DETAILS
     assert_no_leak(error)
     [record] = [r for r in caplog.records if r.name == "wamesh_kit.rpc.errors"]
+    assert record.levelno == logging.ERROR
     assert record.exc_info is not None
-    assert isinstance(record.exc_info[1], RuntimeError)
-    assert record.rpc_method == "/wamesh.testing.v1.NoteService/Explode"
+    assert isinstance(record.exc_info[1], raised)
+    assert getattr(record, "rpc_method", None) == "/wamesh.testing.v1.NoteService/Explode"
 
 
 @pytest.mark.parametrize(
-    "kind", ["connection_refused", "timeout", "redis", "sqlalchemy", "asyncpg"]
+    "kind", ["connection_refused", "timeout", "dns", "redis", "sqlalchemy", "asyncpg"]
 )
 async def test_infrastructure_failure_is_unavailable_without_its_text(
     service: GrpcService, stub: Any, rpc_error: Callable[..., Any], kind: str
@@ -162,3 +176,42 @@ def test_infrastructure_errors_are_told_from_bugs() -> None:
     assert not is_infrastructure_error(rpc_error(grpc.StatusCode.NOT_FOUND))
     assert not is_infrastructure_error(ValueError("a bug"))
     assert not is_infrastructure_error(KeyError("a bug"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('10.0.0.7', 5432)"),
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+        BrokenPipeError(errno.EPIPE, "Broken pipe"),
+        TimeoutError("timed out"),
+        socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+        OSError(errno.EHOSTUNREACH, "No route to host"),
+        OSError(errno.ENETUNREACH, "Network is unreachable"),
+        # asyncio's create_connection, when each of a host's addresses failed in its own way.
+        OSError(
+            "Multiple exceptions: [Errno 111] Connect call failed ('::1', 5432, 0, 0), "
+            "[Errno 111] Connect call failed ('127.0.0.1', 5432)"
+        ),
+    ],
+    ids=repr,
+)
+def test_a_failure_to_reach_a_peer_is_infrastructure(error: OSError) -> None:
+    assert is_infrastructure_error(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        FileNotFoundError(errno.ENOENT, "No such file or directory", "/etc/wamesh/key.pem"),
+        PermissionError(errno.EACCES, "Permission denied", "/etc/wamesh/key.pem"),
+        IsADirectoryError(errno.EISDIR, "Is a directory", "/etc/wamesh"),
+        NotADirectoryError(errno.ENOTDIR, "Not a directory", "/etc/wamesh/key.pem/x"),
+        FileExistsError(errno.EEXIST, "File exists", "/tmp/spill"),
+        OSError(errno.EBADF, "Bad file descriptor"),
+        OSError("a bug of our own"),
+    ],
+    ids=repr,
+)
+def test_an_os_error_that_is_not_about_the_network_is_a_bug(error: OSError) -> None:
+    assert not is_infrastructure_error(error)
