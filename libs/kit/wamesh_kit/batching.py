@@ -3,9 +3,8 @@
 A call goes out at once while fewer than ``max_in_flight`` batches are on the wire, so an
 idle caller gains no latency; under load, what arrives while those are in flight leaves
 together in the next batch. Worth it where a call's fixed cost (an RPC, a Redis round trip)
-is larger than the work per item. One batch in flight is the default: measured on ingress
-(tools/bench/ingress.py), two in flight made smaller batches that cost a tenth to a fifth
-more CPU per webhook, and a higher p50 and p99 at 500 webhooks/s.
+is larger than the work per item. One batch in flight is the default: more in flight make
+smaller batches, each paying the fixed cost again (docs/performance.md has the figures).
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ def run_grpc_service(
             await server.serve_until_signal()
 
     try:
-        # uvloop: on the selector loop, Python-level transports cost the conversation store
-        # a seventh of its CPU per webhook under load; grpc.aio runs on any asyncio loop.
+        # uvloop: the selector loop's Python-level transports are a visible share of a
+        # service's CPU under load; grpc.aio runs on any asyncio loop.
         uvloop.run(serve())
     finally:
         shutdown_tracing()
