@@ -44,7 +44,7 @@ def _admin_psql(servers: TestServers, sql: str) -> None:
         return
     import asyncio
 
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no types
 
     async def run() -> None:
         connection = await asyncpg.connect(servers.postgres_dsn)

@@ -96,3 +96,20 @@ def test_a_service_imports_only_what_its_package_installs(name: str) -> None:
 )
 def test_a_service_installs_none_of_what_others_need(name: str, kept_out: set[str]) -> None:
     assert _exported(f"wamesh-{name}") & kept_out == set()
+
+
+def _package_sources() -> list[Path]:
+    roots = [REPO_ROOT / "libs" / "kit" / "wamesh_kit"]
+    roots += [REPO_ROOT / "services" / s.name / _package(s) for s in SERVICES.values()]
+    return [path for root in roots for path in sorted(root.rglob("*.py"))]
+
+
+def test_no_package_code_relies_on_assert() -> None:
+    # python -O strips assert statements: a check that guards a production path must raise.
+    asserting = [
+        f"{path.relative_to(REPO_ROOT)}:{node.lineno}"
+        for path in _package_sources()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Assert)
+    ]
+    assert asserting == []

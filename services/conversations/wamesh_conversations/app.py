@@ -34,6 +34,7 @@ async def conversations_service(
             poll_s=settings.outbox_poll_s,
             retention_s=settings.outbox_retention_s,
             heal_check_s=settings.outbox_heal_check_s,
+            pending_status_retention_s=settings.pending_status_retention_s,
             registry=backing.registry,
         )
         servicer = ConversationStoreServicer(

@@ -15,6 +15,10 @@ newer rows. The check runs in the append script, atomically with the append, so 
 cannot slip between check and append, where a fresh entry would hide the loss (after a
 restart, new ids are higher than the lost ones); and every ``heal_check_s`` for every stream,
 so a stream is healed with nothing new to publish.
+
+Its loop is also the service's housekeeping: every ``PURGE_EVERY_S`` it deletes published
+rows past ``retention_s`` and status callbacks kept aside (``pending_statuses``) past
+``pending_status_retention_s``, whose SID no message claimed in that time.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ import itertools
 import logging
 import time
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from wamesh_conversations.schema import outbox, outbox_streams
+from wamesh_conversations.schema import outbox, outbox_streams, pending_statuses
+from wamesh_conversations.settings import DEFAULT_PENDING_STATUS_RETENTION_S
 from wamesh_kit.redis_client import PipelinedScript, as_text
 from wamesh_kit.rpc.errors import is_infrastructure_error
 
@@ -43,9 +49,9 @@ PURGE_EVERY_S = 60.0
 COALESCE_S = 0.02
 # XADD of each event (type, payload, traceparent, tracestate: four ARGV each after ARGV[1]; an
 # empty trace field is left out) to the stream KEYS[1], in one script call: one XADD per
-# command of a redis-py pipeline cost a tenth of the conversation store's CPU under load. One
-# key per call, so it stays legal on Redis Cluster. ARGV[1] is the last entry id the relay
-# appended to the stream ('' when none is known): a stream that no longer reaches it lost
+# command of a redis-py pipeline was a large share of the conversation store's CPU under
+# load. One key per call, so it stays legal on Redis Cluster. ARGV[1] is the last entry id the
+# relay appended to the stream ('' when none is known): a stream that no longer reaches it lost
 # entries, and the call appends nothing and returns false. Otherwise it returns the id of its
 # last XADD (ARGV[1] for a call with no events, a check alone). Ids are compared as digit
 # strings: a sequence part may exceed what a Lua number holds exactly.
@@ -136,6 +142,7 @@ class OutboxRelay:
         poll_s: float,
         retention_s: int,
         heal_check_s: float = 5.0,
+        pending_status_retention_s: int = DEFAULT_PENDING_STATUS_RETENTION_S,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self._engine = engine
@@ -144,8 +151,10 @@ class OutboxRelay:
         self._poll_s = poll_s
         self._retention_s = retention_s
         self._heal_check_s = heal_check_s
+        self._pending_status_retention_s = pending_status_retention_s
         self._wake = asyncio.Event()
-        self._purged_at = 0.0
+        # The first round purges, however soon after boot (monotonic zero) the process starts.
+        self._purged_at = -float("inf")
         self._checked_at = -float("inf")
         self._published = Counter(
             "wamesh_outbox_published",
@@ -249,11 +258,23 @@ class OutboxRelay:
             )
 
     async def purge(self) -> int:
+        """Delete the published rows past their retention; how many."""
         async with self._engine.begin() as connection:
             result = await connection.execute(
-                sa.delete(outbox).where(
-                    outbox.c.published_at
-                    < sa.func.now() - sa.text(f"interval '{int(self._retention_s)} seconds'")
+                sa.delete(outbox).where(_older_than(outbox.c.published_at, self._retention_s))
+            )
+        return result.rowcount or 0
+
+    async def purge_pending_statuses(self) -> int:
+        """Delete the status callbacks kept aside past their retention; how many.
+
+        Any replica may run it: it takes no lock, and UpdateOutbound claiming one of these
+        rows at the same moment either takes it first or finds it gone.
+        """
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                sa.delete(pending_statuses).where(
+                    _older_than(pending_statuses.c.created_at, self._pending_status_retention_s)
                 )
             )
         return result.rowcount or 0
@@ -266,6 +287,7 @@ class OutboxRelay:
                 if time.monotonic() - self._purged_at > PURGE_EVERY_S:
                     self._purged_at = time.monotonic()
                     await self.purge()
+                    await self.purge_pending_statuses()
             except Exception as error:  # a dead relay would strand every event: keep going
                 if is_infrastructure_error(error):
                     log.warning("outbox relay waiting", extra={"error": str(error)})
@@ -287,9 +309,13 @@ class OutboxRelay:
         for waiter in pending:
             waiter.cancel()
         if self._wake.is_set() and not stop.is_set():
-            # Let the writes of the next 20 ms join this batch: under load one
-            # relay transaction per write cost a tenth of the service's CPU.
+            # Let the writes of the next COALESCE_S join this batch: under load, one relay
+            # transaction per write was a large share of the service's CPU.
             await asyncio.sleep(COALESCE_S)
+
+
+def _older_than(column: sa.Column[Any], seconds: int) -> sa.ColumnElement[bool]:
+    return column < sa.func.now() - sa.text(f"interval '{int(seconds)} seconds'")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

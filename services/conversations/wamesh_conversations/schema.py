@@ -2,7 +2,7 @@
 
 Message content other than the body (media, location, buttons, template, inbound details)
 is one serialized protobuf ``Message`` in ``content``: it is written and read whole, never
-queried, and protobuf is several times cheaper to produce than JSON on the hot path.
+queried, and protobuf is cheaper to produce than JSON on the hot path.
 ``status_history`` is likewise a serialized ``Message`` holding only ``status_history``;
 protobuf's repeated fields append on concatenation, so a status is added with ``||``.
 """
@@ -28,6 +28,22 @@ conversations = sa.Table(
     sa.Column("unread_count", sa.Integer, nullable=False),
     sa.Column("read_through", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # What the upserts collide on: one conversation per tenant, sender and customer.
+    sa.UniqueConstraint("tenant_id", "sender_number", "customer_number"),
+    # ListConversations: a tenant's conversations, newest activity first (and unread only).
+    sa.Index(
+        "conversations_by_activity",
+        "tenant_id",
+        sa.text("last_message_at DESC"),
+        sa.text("id DESC"),
+    ),
+    sa.Index(
+        "conversations_unread_by_activity",
+        "tenant_id",
+        sa.text("last_message_at DESC"),
+        sa.text("id DESC"),
+        postgresql_where=sa.text("unread_count > 0"),
+    ),
 )
 
 messages = sa.Table(
@@ -50,9 +66,12 @@ messages = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("tenant_id", "idempotency_key"),
+    # ListMessages: a conversation's messages, newest first.
+    sa.Index("messages_by_time", "conversation_id", sa.text("created_at DESC"), sa.text("id DESC")),
 )
 
-# Status callbacks that beat the send response: applied when their SID is attached.
+# Status callbacks that beat the send response: applied when their SID is attached, or
+# swept once past their retention (a send that never reported back, or no message of ours).
 pending_statuses = sa.Table(
     "pending_statuses",
     metadata,
@@ -62,6 +81,11 @@ pending_statuses = sa.Table(
     sa.Column("error_code", sa.Integer, nullable=False),
     sa.Column("error_message", sa.Text, nullable=False),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    # When it was kept aside (this server's clock): the relay sweeps those past retention.
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Index("pending_statuses_by_age", "created_at"),
 )
 
 # Events committed with the write that caused them; the relay moves them to Redis Streams.
@@ -78,6 +102,8 @@ outbox = sa.Table(
     sa.Column("tracestate", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
+    # The relay's work list stays small however long published rows are kept.
+    sa.Index("outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
 )
 
 # Per stream, the id of the last entry the relay appended, written with the rows it marked

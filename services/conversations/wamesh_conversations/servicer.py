@@ -1,7 +1,8 @@
 """ConversationStore over gRPC: validate, check who is asking, call the store, answer.
 
 Writes take the internal identity (ingress, dispatcher); reads take the admin token or a
-tenant token for its own tenant.
+tenant token for its own tenant. The call's span names the tenant a request names
+(``wamesh.tenant.id``), once that is a valid tenant id.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
@@ -21,6 +23,7 @@ from wamesh_kit.errors import DomainError, InvalidArgument
 from wamesh_kit.paging import PageTokens
 from wamesh_kit.rpc.auth import Access, require_tenant_access, requires
 from wamesh_kit.rpc.errors import status_code_for
+from wamesh_kit.telemetry import ATTR_TENANT_ID
 
 # Conversations by last message, messages by creation: each keyed by (time, id).
 PAGES = PageTokens[tuple[datetime, str]](datetime, str)
@@ -40,8 +43,11 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
     async def RecordInbound(
         self, request: pb.RecordInboundRequest, context: Context
     ) -> pb.RecordInboundResponse:
+        _tag_tenant(request.tenant_id)
         participants = validation.inbound(request)
-        received_at = validation.when(request.received_at, request.HasField("received_at"))
+        received_at = validation.when(
+            request.received_at, request.HasField("received_at"), field="received_at"
+        )
         response = await self._store.record_inbound(request, participants, received_at)
         if not response.duplicate:
             self._on_event()
@@ -53,13 +59,16 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
     ) -> pb.RecordInboundBatchResponse:
         if len(request.requests) > MAX_BATCH:
             raise InvalidArgument(f"at most {MAX_BATCH} requests", field="requests")
+        _tag_batch_tenant(request)
         results = [pb.RecordInboundResult() for _ in request.requests]
         first_of: dict[str, int] = {}  # MessageSid → index of its first valid request
         items: list[tuple[int, InboundItem]] = []
         for index, one in enumerate(request.requests):
             try:
                 participants = validation.inbound(one)
-                received_at = validation.when(one.received_at, one.HasField("received_at"))
+                received_at = validation.when(
+                    one.received_at, one.HasField("received_at"), field="received_at"
+                )
             except DomainError as error:
                 results[index].refusal.CopyFrom(_refusal(error))
                 continue
@@ -90,6 +99,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
     async def RecordOutbound(
         self, request: pb.RecordOutboundRequest, context: Context
     ) -> pb.RecordOutboundResponse:
+        _tag_tenant(request.tenant_id)
         participants = validation.outbound(request)
         return await self._store.record_outbound(request, participants)
 
@@ -97,6 +107,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
     async def UpdateOutbound(
         self, request: pb.UpdateOutboundRequest, context: Context
     ) -> pb.UpdateOutboundResponse:
+        _tag_tenant(request.tenant_id)
         ids.tenant_id(request.tenant_id)
         validation.idempotency_key(request.idempotency_key)
         if request.provider_sid:
@@ -115,6 +126,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
     async def RecordStatus(
         self, request: pb.RecordStatusRequest, context: Context
     ) -> pb.RecordStatusResponse:
+        _tag_tenant(request.tenant_id)
         ids.tenant_id(request.tenant_id)
         validation.provider_sid(request.provider_sid)
         validation.callback_status(request.status, required=True)
@@ -132,7 +144,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         key = request.WhichOneof("key")
         if key == "conversation_id":
             conversation = await self._store.get_conversation(
-                tenant_id, validation.conversation_id(request.conversation_id), None
+                tenant_id, validation.conversation_id(request.conversation_id)
             )
         elif key == "participants":
             participants = validation.Participants(
@@ -143,7 +155,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
                     request.participants.customer_number, "participants.customer_number"
                 ),
             )
-            conversation = await self._store.get_conversation(tenant_id, None, participants)
+            conversation = await self._store.get_conversation(tenant_id, participants)
         else:
             raise InvalidArgument("conversation_id or participants is required", field="key")
         return pb.GetConversationResponse(conversation=conversation)
@@ -200,7 +212,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
         conversation_id = validation.conversation_id(request.conversation_id)
         through = None
         if request.HasField("read_through"):
-            through = validation.when(request.read_through, True)
+            through = validation.when(request.read_through, True, field="read_through")
         conversation = await self._store.mark_read(tenant_id, conversation_id, through)
         return pb.MarkReadResponse(conversation=conversation)
 
@@ -212,15 +224,35 @@ def _refusal(error: DomainError) -> pb.RecordRefusal:
 
 
 def _readable_tenant(tenant_id: str) -> str:
+    _tag_tenant(tenant_id)
     ids.tenant_id(tenant_id)
     require_tenant_access(tenant_id)
     return tenant_id
 
 
+def _tag_tenant(tenant_id: str) -> None:
+    """Name the tenant on the call's span, before anything may refuse the call, so refusals
+    are found by tenant too. Only a valid id: a span attribute is no place for any input."""
+    span = trace.get_current_span()
+    if span.is_recording() and ids.TENANT_ID.fullmatch(tenant_id):
+        span.set_attribute(ATTR_TENANT_ID, tenant_id)
+
+
+def _tag_batch_tenant(request: pb.RecordInboundBatchRequest) -> None:
+    """A batch names its tenant when all its requests name the same one (ingress batches
+    webhooks of many tenants together: then the span names none)."""
+    if trace.get_current_span().is_recording():
+        tenants = {one.tenant_id for one in request.requests}
+        if len(tenants) == 1:
+            _tag_tenant(tenants.pop())
+
+
 def _change(request: pb.RecordStatusRequest | pb.UpdateOutboundRequest) -> StatusChange:
     return StatusChange(
         status=request.status,
-        occurred_at=validation.when(request.occurred_at, request.HasField("occurred_at")),
+        occurred_at=validation.when(
+            request.occurred_at, request.HasField("occurred_at"), field="occurred_at"
+        ),
         error_code=request.error_code,
         error_message=validation.bounded_text(request.error_message, "error_message"),
     )

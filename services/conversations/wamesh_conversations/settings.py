@@ -6,6 +6,11 @@ from pydantic import Field
 
 from wamesh_kit.settings import DatabaseServiceSettings
 
+# A status callback waits for UpdateOutbound to attach its SID, normally seconds later; one
+# still waiting after a week belongs to a send that never reported back (or to no message
+# of ours), and is kept no longer.
+DEFAULT_PENDING_STATUS_RETENTION_S = 7 * 86_400
+
 
 class ConversationsSettings(DatabaseServiceSettings):
     service_name: str = "conversations"
@@ -22,6 +27,11 @@ class ConversationsSettings(DatabaseServiceSettings):
     )
     outbox_retention_s: int = Field(
         default=86_400, ge=0, description="How long published outbox rows are kept"
+    )
+    pending_status_retention_s: int = Field(
+        default=DEFAULT_PENDING_STATUS_RETENTION_S,
+        ge=0,
+        description="How long a status callback for a SID no message has claimed is kept",
     )
     outbox_heal_check_s: float = Field(
         default=5.0,

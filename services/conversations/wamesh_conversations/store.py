@@ -5,19 +5,23 @@ message insert (a repeated MessageSid inserts nothing), the conversation upsert 
 outbox row are CTEs fed by that insert, so a duplicate touches nothing and a new message
 is never stored without its event, or the reverse. One statement in autocommit is one
 round trip and its own transaction.
+
+The three write statements share their parts: each is put together below from one builder
+per part (the message insert, the conversation upsert, the event insert), so a column or an
+upsert rule is written once. An inbound message's parameters are one :class:`InboundRow`:
+the single statement binds its fields by name, the batch one binds one array per field.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, NamedTuple, get_type_hints
 
 import sqlalchemy as sa
 from google.protobuf.message import Message as ProtoMessage
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
@@ -26,16 +30,44 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.events.v1 import events_pb2
 from wamesh_conversations import statuses
+from wamesh_conversations.mapping import (
+    conversation_of,
+    inbound_content,
+    message_from,
+    message_of,
+    outbound_content,
+    timestamp,
+)
 from wamesh_conversations.schema import conversations, messages, outbox, pending_statuses
 from wamesh_conversations.validation import Participants
 from wamesh_kit.errors import AlreadyExists, FailedPrecondition, NotFound
 from wamesh_kit.keys import stream_key
 from wamesh_kit.streams import FIELD_PAYLOAD, FIELD_TYPE, encode_entry
 
+__all__ = [
+    "INBOUND_STREAM",
+    "STATUSES_STREAM",
+    "BatchOutcome",
+    "ConversationStore",
+    "InboundItem",
+    "InboundRow",
+    "StatusChange",
+    "conversation_id_for",
+    "timestamp",  # tools/bench builds its seed rows with it
+]
+
 INBOUND_STREAM = stream_key("inbound")
 STATUSES_STREAM = stream_key("statuses")
 _CONVERSATION_IDS = uuid.UUID("6c1e3f0e-2f57-4c43-9a35-0c7f2b8f9d10")
 _INBOUND, _OUTBOUND = pb.DIRECTION_INBOUND, pb.DIRECTION_OUTBOUND
+# The RecordInbound statements' parameters that are the same for every message (with
+# recorded_at, the same for every message of a call).
+_INBOUND_FIXED: Mapping[str, Any] = {
+    "direction": _INBOUND,
+    "status": pb.MESSAGE_STATUS_RECEIVED,
+    "stream": INBOUND_STREAM,
+    "message_type": events_pb2.InboundMessageEvent.DESCRIPTOR.full_name,
+}
 
 
 def conversation_id_for(tenant_id: str, participants: Participants) -> str:
@@ -67,140 +99,203 @@ class BatchOutcome:
     refusal: AlreadyExists | None = None
 
 
-_OTHER_TENANT = AlreadyExists(
-    "this MessageSid is already stored for another tenant", field="message.message_sid"
-)
-_BATCH_COLUMNS = (
-    "message_ids", "tenant_ids", "conversation_ids", "bodies", "contents", "sids", "histories",
-    "received", "senders", "customers", "profile_names", "payloads", "traceparents",
-    "tracestates",
-)  # fmt: skip
+class InboundRow(NamedTuple):
+    """One inbound message's parameters of the RecordInbound statements, each named as the
+    statements name it: ``_RECORD_INBOUND`` binds them as they are, ``_RECORD_INBOUND_BATCH``
+    one array per field (its ``unnest`` is generated from these fields and their types)."""
+
+    message_id: str
+    tenant_id: str
+    conversation_id: str
+    body: str
+    content: bytes
+    provider_sid: str
+    history: bytes
+    received_at: datetime
+    sender_number: str
+    customer_number: str
+    profile_name: str
+    payload: bytes  # the serialized InboundMessageEvent
+    traceparent: str
+    tracestate: str
 
 
-_RECORD_INBOUND = sa.text(
+# The statements' parts. Each builder returns SQL text for sa.text(); its arguments are SQL
+# fragments written in this module, never input.
+
+_MessageKey = Literal["provider_sid", "idempotency_key"]
+# The unique key a repeat of each kind of message collides on.
+_REPEAT_OF: dict[_MessageKey, str] = {
+    "provider_sid": "provider_sid",
+    "idempotency_key": "tenant_id, idempotency_key",
+}
+
+
+def _insert_messages(rows: str, *, key: _MessageKey, returning: str) -> str:
+    """INSERT of messages, where one whose ``key`` is already stored inserts nothing.
+
+    ``rows`` (a VALUES list or a SELECT) gives every column, in the order listed here.
     """
-    WITH new_message AS (
+    return f"""
         INSERT INTO messages (id, tenant_id, conversation_id, direction, status, body, content,
-                              provider_sid, error_code, error_message, status_history,
+                              {key}, error_code, error_message, status_history,
                               created_at, updated_at)
-        VALUES (:message_id, :tenant_id, :conversation_id, :direction, :status, :body,
-                :content, :provider_sid, 0, '', :history, :received_at, :recorded_at)
-        ON CONFLICT (provider_sid) DO NOTHING
-        RETURNING created_at
-    ), conversation AS (
+        {rows}
+        ON CONFLICT ({_REPEAT_OF[key]}) DO NOTHING
+        RETURNING {returning}"""
+
+
+def _upsert_conversations(rows: str, *, update: str, returning: str | None = None) -> str:
+    """INSERT of conversations, or ``update`` of the one with the same three keys.
+
+    ``rows`` (a SELECT) gives every column, in the order listed here; in ``update``,
+    ``c`` is the stored conversation and ``excluded`` the row that found it.
+    """
+    statement = f"""
         INSERT INTO conversations AS c (id, tenant_id, sender_number, customer_number,
                                         profile_name, last_message_at, last_inbound_at,
                                         window_open_until, unread_count, created_at)
-        SELECT :conversation_id, :tenant_id, :sender_number, :customer_number, :profile_name,
-               created_at, created_at, created_at + interval '24 hours', 1, now()
-        FROM new_message
-        ON CONFLICT (tenant_id, sender_number, customer_number) DO UPDATE SET
+        {rows}
+        ON CONFLICT (tenant_id, sender_number, customer_number) DO UPDATE SET{update}"""
+    return statement if returning is None else f"{statement}\n        RETURNING {returning}"
+
+
+def _inbound_arrived(*, unread: str) -> str:
+    """The update of a conversation inbound messages arrived in; ``unread``: how many of
+    them count as unread (those after its read_through)."""
+    return f"""
             profile_name = CASE WHEN excluded.profile_name <> '' THEN excluded.profile_name
                                 ELSE c.profile_name END,
             last_message_at = GREATEST(c.last_message_at, excluded.last_message_at),
             last_inbound_at = GREATEST(c.last_inbound_at, excluded.last_inbound_at),
             window_open_until = GREATEST(c.window_open_until, excluded.window_open_until),
-            unread_count = c.unread_count + CASE
-                WHEN c.read_through IS NULL OR excluded.last_inbound_at > c.read_through
-                THEN 1 ELSE 0 END
-        RETURNING c.*
-    ), event AS (
-        -- Fed by the upsert, so its id is taken under the conversation's row lock: events
-        -- of one conversation get ids in commit order, which the relay publishes in.
+            unread_count = c.unread_count + ({unread})"""
+
+
+_OUTBOUND_SENT = """
+            last_message_at = GREATEST(c.last_message_at, excluded.last_message_at)"""
+
+
+def _insert_events(rows: str) -> str:
+    """INSERT of outbox rows; ``rows`` (a SELECT) gives every column, in the order listed."""
+    return f"""
         INSERT INTO outbox (stream, message_type, payload, traceparent, tracestate, created_at)
-        SELECT :stream, :message_type, :payload, :traceparent, :tracestate, now()
-        FROM conversation
+        {rows}"""
+
+
+def _with(final: str, **ctes: str) -> str:
+    """``WITH name AS (cte), ... final``: one statement of CTEs, run in the order given."""
+    parts = ", ".join(f"{name} AS ({body}\n    )" for name, body in ctes.items())
+    return f"WITH {parts}\n    {final}"
+
+
+_ARRAY_OF: dict[type, str] = {str: "text[]", bytes: "bytea[]", datetime: "timestamptz[]"}
+
+
+def _unnest(row_type: type[InboundRow]) -> str:
+    """A table of one row per index of the arrays bound under ``row_type``'s field names,
+    with those names as columns, and ``position``: the index (from 1), to keep the order."""
+    types = get_type_hints(row_type)
+    arrays = ",\n            ".join(
+        f"CAST(:{name} AS {_ARRAY_OF[types[name]]})" for name in row_type._fields
     )
-    SELECT * FROM conversation
-    """
+    columns = ", ".join(row_type._fields)
+    return f"""unnest(
+            {arrays}
+        ) WITH ORDINALITY AS t({columns}, position)"""
+
+
+_RECORD_INBOUND = sa.text(
+    _with(
+        "SELECT * FROM conversation",
+        new_message=_insert_messages(
+            """VALUES (:message_id, :tenant_id, :conversation_id, :direction, :status, :body,
+                :content, :provider_sid, 0, '', :history, :received_at, :recorded_at)""",
+            key="provider_sid",
+            returning="created_at",
+        ),
+        conversation=_upsert_conversations(
+            """SELECT :conversation_id, :tenant_id, :sender_number, :customer_number,
+               :profile_name, created_at, created_at, created_at + interval '24 hours', 1, now()
+        FROM new_message""",
+            update=_inbound_arrived(
+                unread="""CASE
+                WHEN c.read_through IS NULL OR excluded.last_inbound_at > c.read_through
+                THEN 1 ELSE 0 END"""
+            ),
+            returning="c.*",
+        ),
+        # Fed by the upsert, so its id is taken under the conversation's row lock: events of
+        # one conversation get ids in commit order, which the relay publishes in.
+        event=_insert_events(
+            """SELECT :stream, :message_type, :payload, :traceparent, :tracestate, now()
+        FROM conversation"""
+        ),
+    )
 )
 
-# RecordInbound for many messages: the same CTEs over unnest()ed arrays. Messages are
+# RecordInbound for many messages: the same parts over unnest()ed arrays. Messages are
 # inserted in SID order and conversations upserted in id order, so two batches lock rows in
 # the same order and cannot deadlock; events keep the batch's order.
 _RECORD_INBOUND_BATCH = sa.text(
-    """
-    WITH input AS (
-        SELECT * FROM unnest(
-            CAST(:message_ids AS text[]), CAST(:tenant_ids AS text[]),
-            CAST(:conversation_ids AS text[]), CAST(:bodies AS text[]),
-            CAST(:contents AS bytea[]), CAST(:sids AS text[]), CAST(:histories AS bytea[]),
-            CAST(:received AS timestamptz[]), CAST(:senders AS text[]),
-            CAST(:customers AS text[]), CAST(:profile_names AS text[]),
-            CAST(:payloads AS bytea[]), CAST(:traceparents AS text[]),
-            CAST(:tracestates AS text[])
-        ) WITH ORDINALITY AS t(message_id, tenant_id, conversation_id, body, content,
-                               provider_sid, history, received_at, sender_number,
-                               customer_number, profile_name, payload, traceparent,
-                               tracestate, position)
-    ), new_message AS (
-        INSERT INTO messages (id, tenant_id, conversation_id, direction, status, body, content,
-                              provider_sid, error_code, error_message, status_history,
-                              created_at, updated_at)
-        SELECT message_id, tenant_id, conversation_id, :direction, :status, body, content,
+    _with(
+        "SELECT id FROM new_message",
+        input=f"""
+        SELECT * FROM {_unnest(InboundRow)}""",
+        new_message=_insert_messages(
+            """SELECT message_id, tenant_id, conversation_id, :direction, :status, body, content,
                provider_sid, 0, '', history, received_at, :recorded_at
-        FROM input ORDER BY provider_sid
-        ON CONFLICT (provider_sid) DO NOTHING
-        RETURNING id, conversation_id, created_at
-    ), arrivals AS (
+        FROM input ORDER BY provider_sid""",
+            key="provider_sid",
+            returning="id, conversation_id, created_at",
+        ),
+        arrivals="""
         SELECT i.conversation_id, min(i.tenant_id) AS tenant_id,
                min(i.sender_number) AS sender_number, min(i.customer_number) AS customer_number,
                coalesce((array_agg(i.profile_name ORDER BY i.position DESC)
                          FILTER (WHERE i.profile_name <> ''))[1], '') AS profile_name,
                max(n.created_at) AS last_at, count(*) AS arrived
         FROM new_message n JOIN input i ON i.message_id = n.id
-        GROUP BY i.conversation_id
-    ), conversation AS (
-        INSERT INTO conversations AS c (id, tenant_id, sender_number, customer_number,
-                                        profile_name, last_message_at, last_inbound_at,
-                                        window_open_until, unread_count, created_at)
-        SELECT conversation_id, tenant_id, sender_number, customer_number, profile_name,
+        GROUP BY i.conversation_id""",
+        conversation=_upsert_conversations(
+            """SELECT conversation_id, tenant_id, sender_number, customer_number, profile_name,
                last_at, last_at, last_at + interval '24 hours', arrived, now()
-        FROM arrivals ORDER BY conversation_id
-        ON CONFLICT (tenant_id, sender_number, customer_number) DO UPDATE SET
-            profile_name = CASE WHEN excluded.profile_name <> '' THEN excluded.profile_name
-                                ELSE c.profile_name END,
-            last_message_at = GREATEST(c.last_message_at, excluded.last_message_at),
-            last_inbound_at = GREATEST(c.last_inbound_at, excluded.last_inbound_at),
-            window_open_until = GREATEST(c.window_open_until, excluded.window_open_until),
-            unread_count = c.unread_count + (
+        FROM arrivals ORDER BY conversation_id""",
+            update=_inbound_arrived(
+                unread="""
                 SELECT count(*) FROM new_message n
                 WHERE n.conversation_id = c.id
-                  AND (c.read_through IS NULL OR n.created_at > c.read_through))
-        RETURNING c.id
-    ), event AS (
-        INSERT INTO outbox (stream, message_type, payload, traceparent, tracestate, created_at)
-        SELECT :stream, :message_type, i.payload, i.traceparent, i.tracestate, now()
+                  AND (c.read_through IS NULL OR n.created_at > c.read_through)"""
+            ),
+            returning="c.id",
+        ),
+        event=_insert_events(
+            """SELECT :stream, :message_type, i.payload, i.traceparent, i.tracestate, now()
         FROM input i
         JOIN new_message n ON n.id = i.message_id
         JOIN conversation c ON c.id = i.conversation_id
-        ORDER BY i.position
+        ORDER BY i.position"""
+        ),
     )
-    SELECT id FROM new_message
-    """
 )
 
 _RECORD_OUTBOUND = sa.text(
-    """
-    WITH new_message AS (
-        INSERT INTO messages (id, tenant_id, conversation_id, direction, status, body, content,
-                              idempotency_key, error_code, error_message, status_history,
-                              created_at, updated_at)
-        VALUES (:message_id, :tenant_id, :conversation_id, :direction, :status, :body,
-                :content, :idempotency_key, 0, '', :history, now(), now())
-        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-        RETURNING *
-    ), conversation AS (
-        INSERT INTO conversations AS c (id, tenant_id, sender_number, customer_number,
-                                        profile_name, last_message_at, unread_count, created_at)
-        SELECT :conversation_id, :tenant_id, :sender_number, :customer_number, '',
-               created_at, 0, now()
-        FROM new_message
-        ON CONFLICT (tenant_id, sender_number, customer_number) DO UPDATE SET
-            last_message_at = GREATEST(c.last_message_at, excluded.last_message_at)
+    _with(
+        "SELECT * FROM new_message",
+        new_message=_insert_messages(
+            """VALUES (:message_id, :tenant_id, :conversation_id, :direction, :status, :body,
+                :content, :idempotency_key, 0, '', :history, now(), now())""",
+            key="idempotency_key",
+            returning="*",
+        ),
+        # An outbound message opens no 24-hour window and is never unread.
+        conversation=_upsert_conversations(
+            """SELECT :conversation_id, :tenant_id, :sender_number, :customer_number, '',
+               created_at, NULL, NULL, 0, now()
+        FROM new_message""",
+            update=_OUTBOUND_SENT,
+        ),
     )
-    SELECT * FROM new_message
-    """
 )
 
 
@@ -215,67 +310,26 @@ class ConversationStore:
         participants: Participants,
         received_at: datetime,
     ) -> pb.RecordInboundResponse:
-        inbound = request.message
-        tenant_id = request.tenant_id
-        conversation_id = conversation_id_for(tenant_id, participants)
-        message_id = str(uuid.uuid4())
         recorded_at = datetime.now(UTC)
-        event = events_pb2.InboundMessageEvent(
-            tenant_id=tenant_id,
-            conversation_id=conversation_id,
-            message_id=message_id,
-            customer_number=participants.customer_number,
-            sender_number=participants.sender_number,
-            content=inbound,
-            rate_limited=request.rate_limited,
-            received_at=timestamp(received_at),
-            recorded_at=timestamp(recorded_at),
-        )
-        content = _inbound_content(inbound, request.rate_limited)
-        history = _history([StatusChange(pb.MESSAGE_STATUS_RECEIVED, received_at)])
+        row = _inbound_row(request, participants, received_at, recorded_at, _current_trace())
+        parameters = {**row._asdict(), **_INBOUND_FIXED, "recorded_at": recorded_at}
         async with self._autocommit() as connection:
-            row = (
-                (
-                    await connection.execute(
-                        _RECORD_INBOUND,
-                        {
-                            "message_id": message_id,
-                            "tenant_id": tenant_id,
-                            "conversation_id": conversation_id,
-                            "direction": _INBOUND,
-                            "status": pb.MESSAGE_STATUS_RECEIVED,
-                            "body": inbound.body,
-                            "content": content,
-                            "provider_sid": inbound.message_sid,
-                            "history": history,
-                            "received_at": received_at,
-                            "recorded_at": recorded_at,
-                            "sender_number": participants.sender_number,
-                            "customer_number": participants.customer_number,
-                            "profile_name": inbound.profile_name,
-                            "stream": INBOUND_STREAM,
-                            **_outbox_values(event),
-                        },
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                return await self._original_inbound(connection, tenant_id, inbound.message_sid)
-        message = _message_from(
-            content + history,
-            id=message_id,
-            tenant_id=tenant_id,
-            conversation_id=conversation_id,
+            stored = (await connection.execute(_RECORD_INBOUND, parameters)).mappings().first()
+            if stored is None:
+                return await self._original_inbound(connection, row.tenant_id, row.provider_sid)
+        message = message_from(
+            row.content + row.history,
+            id=row.message_id,
+            tenant_id=row.tenant_id,
+            conversation_id=row.conversation_id,
             direction=_INBOUND,
             status=pb.MESSAGE_STATUS_RECEIVED,
-            body=inbound.body,
-            provider_sid=inbound.message_sid,
+            body=row.body,
+            provider_sid=row.provider_sid,
             created_at=received_at,
             updated_at=recorded_at,
         )
-        return pb.RecordInboundResponse(message=message, conversation=_conversation(row))
+        return pb.RecordInboundResponse(message=message, conversation=conversation_of(stored))
 
     async def record_inbound_batch(self, items: Sequence[InboundItem]) -> list[BatchOutcome]:
         """RecordInbound for each item, in one statement; one outcome per item, in order.
@@ -284,87 +338,47 @@ class ConversationStore:
         """
         recorded_at = datetime.now(UTC)
         trace = _current_trace()  # the batch's call: every event of it continues that trace
-        columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
-        for item in items:
-            for name, value in _batch_row(item, recorded_at, trace).items():
-                columns[name].append(value)
-        parameters: dict[str, Any] = {
-            **columns,
-            "direction": _INBOUND,
-            "status": pb.MESSAGE_STATUS_RECEIVED,
-            "recorded_at": recorded_at,
-            "stream": INBOUND_STREAM,
-            "message_type": events_pb2.InboundMessageEvent.DESCRIPTOR.full_name,
-        }
+        rows = [
+            _inbound_row(item.request, item.participants, item.received_at, recorded_at, trace)
+            for item in items
+        ]
+        parameters = {**_arrays(rows), **_INBOUND_FIXED, "recorded_at": recorded_at}
         async with self._autocommit() as connection:
             inserted = set((await connection.execute(_RECORD_INBOUND_BATCH, parameters)).scalars())
-            repeated = [
-                item.request.message.message_sid
-                for item, message_id in zip(items, columns["message_ids"], strict=True)
-                if message_id not in inserted
-            ]
+            repeated = [row.provider_sid for row in rows if row.message_id not in inserted]
             originals = await _originals(connection, repeated)
-        outcomes = []
-        for item, message_id, conversation_id in zip(
-            items, columns["message_ids"], columns["conversation_ids"], strict=True
-        ):
-            if message_id in inserted:
-                outcomes.append(BatchOutcome(message_id, conversation_id, duplicate=False))
-                continue
-            original = originals.get(item.request.message.message_sid)
-            if original is None or original[0] != item.request.tenant_id:
-                outcomes.append(BatchOutcome("", "", duplicate=False, refusal=_OTHER_TENANT))
-            else:
-                outcomes.append(BatchOutcome(original[1], original[2], duplicate=True))
-        return outcomes
+        return [_batch_outcome(row, inserted, originals) for row in rows]
 
     async def _original_inbound(
         self, connection: AsyncConnection, tenant_id: str, message_sid: str
     ) -> pb.RecordInboundResponse:
         row = await _one_message(connection, messages.c.provider_sid == message_sid)
         if row is None or row["tenant_id"] != tenant_id:
-            # Twilio SIDs are unique across accounts: this one is stored under another tenant.
-            raise AlreadyExists(
-                "this MessageSid is already stored for another tenant",
-                field="message.message_sid",
-            )
+            raise _stored_for_another_tenant()
         conversation = await _conversation_row(connection, tenant_id, row["conversation_id"])
         return pb.RecordInboundResponse(
-            message=message_of(row), conversation=_conversation(conversation), duplicate=True
+            message=message_of(row), conversation=conversation_of(conversation), duplicate=True
         )
 
     async def record_outbound(
         self, request: pb.RecordOutboundRequest, participants: Participants
     ) -> pb.RecordOutboundResponse:
-        content = pb.Message(
-            media=request.media, replied_to_sid=request.replied_to_sid
-        ).SerializeToString()
-        if request.HasField("template"):
-            content += pb.Message(template=request.template).SerializeToString()
         now = datetime.now(UTC)
+        parameters = {
+            "message_id": str(uuid.uuid4()),
+            "tenant_id": request.tenant_id,
+            "conversation_id": conversation_id_for(request.tenant_id, participants),
+            "direction": _OUTBOUND,
+            "status": pb.MESSAGE_STATUS_PENDING,
+            "body": request.body,
+            "content": outbound_content(request),
+            "idempotency_key": request.idempotency_key,
+            "history": _history([StatusChange(pb.MESSAGE_STATUS_PENDING, now)]),
+            "sender_number": participants.sender_number,
+            "customer_number": participants.customer_number,
+        }
         async with self._autocommit() as connection:
-            row = (
-                (
-                    await connection.execute(
-                        _RECORD_OUTBOUND,
-                        {
-                            "message_id": str(uuid.uuid4()),
-                            "tenant_id": request.tenant_id,
-                            "conversation_id": conversation_id_for(request.tenant_id, participants),
-                            "direction": _OUTBOUND,
-                            "status": pb.MESSAGE_STATUS_PENDING,
-                            "body": request.body,
-                            "content": content,
-                            "idempotency_key": request.idempotency_key,
-                            "history": _history([StatusChange(pb.MESSAGE_STATUS_PENDING, now)]),
-                            "sender_number": participants.sender_number,
-                            "customer_number": participants.customer_number,
-                        },
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = (await connection.execute(_RECORD_OUTBOUND, parameters)).mappings().first()
             if row is not None:
                 return pb.RecordOutboundResponse(message=message_of(row))
             original = await _one_message(
@@ -431,6 +445,7 @@ class ConversationStore:
                         error_code=change.error_code,
                         error_message=change.error_message,
                         occurred_at=change.occurred_at,
+                        created_at=sa.func.now(),
                     )
                     .on_conflict_do_nothing()
                 )
@@ -444,15 +459,12 @@ class ConversationStore:
                 outcome=pb.RECORD_STATUS_OUTCOME_APPLIED, message=message
             )
 
-    async def get_conversation(
-        self, tenant_id: str, conversation_id: str | None, participants: Participants | None
-    ) -> pb.Conversation:
-        if conversation_id is None:
-            assert participants is not None
-            conversation_id = conversation_id_for(tenant_id, participants)
+    async def get_conversation(self, tenant_id: str, key: str | Participants) -> pb.Conversation:
+        """The conversation ``key`` names: its id, or its participants."""
+        conversation_id = key if isinstance(key, str) else conversation_id_for(tenant_id, key)
         async with self._engine.connect() as connection:
             row = await _conversation_row(connection, tenant_id, conversation_id)
-        return _conversation(row)
+        return conversation_of(row)
 
     async def list_conversations(
         self,
@@ -474,7 +486,7 @@ class ConversationStore:
         query = query.order_by(c.last_message_at.desc(), c.id.desc()).limit(limit)
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
-        return [_conversation(row) for row in rows]
+        return [conversation_of(row) for row in rows]
 
     async def list_messages(
         self,
@@ -530,7 +542,7 @@ class ConversationStore:
                 f"tenant {tenant_id} has no conversation {conversation_id}",
                 field="conversation_id",
             )
-        return _conversation(row)
+        return conversation_of(row)
 
     def _autocommit(self) -> AsyncConnection:
         """A connection whose single statements commit on their own (no BEGIN/COMMIT trips)."""
@@ -678,37 +690,83 @@ def _current_trace() -> tuple[str, str]:
     return carrier.get("traceparent", ""), carrier.get("tracestate", "")
 
 
-def _batch_row(item: InboundItem, recorded_at: datetime, trace: tuple[str, str]) -> dict[str, Any]:
-    inbound, tenant_id = item.request.message, item.request.tenant_id
-    conversation_id = conversation_id_for(tenant_id, item.participants)
+def _inbound_row(
+    request: pb.RecordInboundRequest,
+    participants: Participants,
+    received_at: datetime,
+    recorded_at: datetime,
+    trace: tuple[str, str],
+) -> InboundRow:
+    """What the RecordInbound statements store of one inbound message: a new message id,
+    its conversation's, its columns and its event."""
+    inbound, tenant_id = request.message, request.tenant_id
+    conversation_id = conversation_id_for(tenant_id, participants)
     message_id = str(uuid.uuid4())
-    event = events_pb2.InboundMessageEvent(
+    event = _inbound_event(
+        request, participants, message_id, conversation_id, received_at, recorded_at
+    )
+    return InboundRow(
+        message_id=message_id,
         tenant_id=tenant_id,
         conversation_id=conversation_id,
+        body=inbound.body,
+        content=inbound_content(inbound, request.rate_limited),
+        provider_sid=inbound.message_sid,
+        history=_history([StatusChange(pb.MESSAGE_STATUS_RECEIVED, received_at)]),
+        received_at=received_at,
+        sender_number=participants.sender_number,
+        customer_number=participants.customer_number,
+        profile_name=inbound.profile_name,
+        payload=event.SerializeToString(),
+        traceparent=trace[0],
+        tracestate=trace[1],
+    )
+
+
+def _inbound_event(
+    request: pb.RecordInboundRequest,
+    participants: Participants,
+    message_id: str,
+    conversation_id: str,
+    received_at: datetime,
+    recorded_at: datetime,
+) -> events_pb2.InboundMessageEvent:
+    return events_pb2.InboundMessageEvent(
+        tenant_id=request.tenant_id,
+        conversation_id=conversation_id,
         message_id=message_id,
-        customer_number=item.participants.customer_number,
-        sender_number=item.participants.sender_number,
-        content=inbound,
-        rate_limited=item.request.rate_limited,
-        received_at=timestamp(item.received_at),
+        customer_number=participants.customer_number,
+        sender_number=participants.sender_number,
+        content=request.message,
+        rate_limited=request.rate_limited,
+        received_at=timestamp(received_at),
         recorded_at=timestamp(recorded_at),
     )
-    return {
-        "message_ids": message_id,
-        "tenant_ids": tenant_id,
-        "conversation_ids": conversation_id,
-        "bodies": inbound.body,
-        "contents": _inbound_content(inbound, item.request.rate_limited),
-        "sids": inbound.message_sid,
-        "histories": _history([StatusChange(pb.MESSAGE_STATUS_RECEIVED, item.received_at)]),
-        "received": item.received_at,
-        "senders": item.participants.sender_number,
-        "customers": item.participants.customer_number,
-        "profile_names": inbound.profile_name,
-        "payloads": event.SerializeToString(),
-        "traceparents": trace[0],
-        "tracestates": trace[1],
-    }
+
+
+def _arrays(rows: Sequence[InboundRow]) -> dict[str, list[Any]]:
+    """The batch statement's arrays: per field of InboundRow, its values in row order."""
+    # zip(*rows) turns the rows into columns in one pass, in C.
+    columns = zip(*rows, strict=True) if rows else ((),) * len(InboundRow._fields)
+    return {name: list(column) for name, column in zip(InboundRow._fields, columns, strict=True)}
+
+
+def _batch_outcome(
+    row: InboundRow, inserted: Collection[str], originals: Mapping[str, tuple[str, str, str]]
+) -> BatchOutcome:
+    if row.message_id in inserted:
+        return BatchOutcome(row.message_id, row.conversation_id, duplicate=False)
+    original = originals.get(row.provider_sid)
+    if original is None or original[0] != row.tenant_id:
+        return BatchOutcome("", "", duplicate=False, refusal=_stored_for_another_tenant())
+    return BatchOutcome(original[1], original[2], duplicate=True)
+
+
+def _stored_for_another_tenant() -> AlreadyExists:
+    # Twilio SIDs are unique across accounts: this one is stored under another tenant.
+    return AlreadyExists(
+        "this MessageSid is already stored for another tenant", field="message.message_sid"
+    )
 
 
 _TEXT_ARRAY = ARRAY(sa.Text())  # = ANY(array): one prepared statement whatever the count
@@ -731,28 +789,6 @@ async def _originals(
     return {sid: (tenant, message, conversation) for sid, tenant, message, conversation in rows}
 
 
-def _inbound_content(inbound: pb.InboundMessage, rate_limited: bool) -> bytes:
-    content = pb.Message(
-        media=inbound.media,
-        button_text=inbound.button_text,
-        button_payload=inbound.button_payload,
-        replied_to_sid=inbound.original_replied_message_sid,
-        inbound=pb.InboundDetails(
-            account_sid=inbound.account_sid,
-            messaging_service_sid=inbound.messaging_service_sid,
-            profile_name=inbound.profile_name,
-            wa_id=inbound.wa_id,
-            message_type=inbound.message_type,
-            referral=inbound.referral if inbound.HasField("referral") else None,
-            extra_fields=inbound.extra_fields,
-            rate_limited=rate_limited,
-        ),
-    )
-    if inbound.HasField("location"):
-        content.location.CopyFrom(inbound.location)
-    return content.SerializeToString()
-
-
 def _history(changes: Sequence[StatusChange]) -> bytes:
     return pb.Message(
         status_history=[
@@ -765,60 +801,3 @@ def _history(changes: Sequence[StatusChange]) -> bytes:
             for change in changes
         ]
     ).SerializeToString()
-
-
-def message_of(row: sa.RowMapping) -> pb.Message:
-    return _message_from(
-        bytes(row["content"]) + bytes(row["status_history"]),
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        conversation_id=row["conversation_id"],
-        direction=row["direction"],
-        status=row["status"],
-        body=row["body"],
-        provider_sid=row["provider_sid"] or "",
-        idempotency_key=row["idempotency_key"] or "",
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _message_from(
-    serialized: bytes, *, created_at: datetime, updated_at: datetime, **fields: Any
-) -> pb.Message:
-    # Content and history are both serialized Messages: parsing their concatenation merges them.
-    message = pb.Message.FromString(serialized)
-    for name, value in fields.items():
-        setattr(message, name, value)
-    message.created_at.CopyFrom(timestamp(created_at))
-    message.updated_at.CopyFrom(timestamp(updated_at))
-    return message
-
-
-def _conversation(row: sa.RowMapping) -> pb.Conversation:
-    conversation = pb.Conversation(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        customer_number=row["customer_number"],
-        sender_number=row["sender_number"],
-        profile_name=row["profile_name"],
-        last_message_at=timestamp(row["last_message_at"]),
-        unread_count=row["unread_count"],
-        created_at=timestamp(row["created_at"]),
-    )
-    if row["window_open_until"] is not None:
-        conversation.window_open_until.CopyFrom(timestamp(row["window_open_until"]))
-    return conversation
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-
-
-def timestamp(value: datetime) -> Timestamp:
-    """``Timestamp.FromDatetime`` by timedelta arithmetic (a naive value is UTC, as there):
-    protobuf's goes through ``calendar.timegm``, three times the cost, several times a row."""
-    since = value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)
-    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)

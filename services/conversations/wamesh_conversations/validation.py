@@ -107,12 +107,13 @@ def provider_sid(value: str, *, field: str = "provider_sid") -> str:
     return ids.twilio_sid(value, field=field)
 
 
-def when(stamp: Timestamp, present: bool) -> datetime:
-    """The time a request names, or now; years outside 2000-2200 are refused as nonsense."""
+def when(stamp: Timestamp, present: bool, *, field: str) -> datetime:
+    """The time a request names in ``field``, or now; years outside 2000-2200 are refused
+    as nonsense, naming ``field``."""
     if not present:
         return datetime.now(UTC)
     if not 946_684_800 <= stamp.seconds <= 7_258_118_400:
-        raise InvalidArgument("is not a plausible time", field="occurred_at")
+        raise InvalidArgument("is not a plausible time", field=field)
     return stamp.ToDatetime(tzinfo=UTC)
 
 

@@ -5,6 +5,11 @@ while that is down or slow, appended to the spill stream. Every check that can r
 request (source-IP budget, size, form, fields, tenant, signature) runs before any write.
 Every webhook is answered within ``WAMESH_ANSWER_WITHIN_S`` of its body's arrival: each step
 gets what is left of that, less the time a spill may take, so there is always time to spill.
+
+``create_app`` builds :class:`Ingress`, whose bound methods are the endpoints, and
+:class:`Front`, the ASGI entry. What the endpoints use while the app runs (clients,
+caches, the breaker, the spill) is a :class:`Dependencies`, made by the lifespan. Refusals
+are raised where they are found and answered by ``refusals.answer``.
 """
 
 from __future__ import annotations
@@ -15,22 +20,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import grpc.aio
 import redis.asyncio as aioredis
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -45,16 +41,33 @@ from wamesh_ingress.admission import SourceBudget
 from wamesh_ingress.breaker import StoreBreaker
 from wamesh_ingress.deadline import Deadline
 from wamesh_ingress.guard import InboundGuard
-from wamesh_ingress.routing import NoCredentials, Routes, TenantRoute, UnknownNumber
+from wamesh_ingress.metrics import IngressMetrics
+from wamesh_ingress.refusals import (
+    REFUSALS,
+    BadSignature,
+    BodyTooSlow,
+    NotAForm,
+    OverBudget,
+    SpillUnavailable,
+    StoreRefused,
+    TenantSuspended,
+    TenantUnavailable,
+    answer,
+)
+from wamesh_ingress.routing import Routes, TenantRoute
 from wamesh_ingress.settings import IngressSettings
 from wamesh_ingress.signatures import PublicUrls, signed_by
-from wamesh_ingress.spill import Spill, SpillReplayer
+from wamesh_ingress.spill import Spill, SpillReplayer, Store
 from wamesh_kit.alarms import Alarms
 from wamesh_kit.batching import Full, GroupCommit
 from wamesh_kit.redis_client import make_redis
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.rpc.errors import is_infrastructure_error
+from wamesh_kit.telemetry import tag_tenant
 from wamesh_kit.tenant_invalidations import InvalidationListener
+
+if TYPE_CHECKING:
+    from wamesh.conversations.v1.conversations_pb2_grpc import ConversationStoreAsyncStub
 
 log = logging.getLogger(__name__)
 
@@ -69,131 +82,119 @@ _IDEMPOTENT = (
 # (its connection, its parsed form) for its whole wait; the rest spill at once.
 _STORE_MAX_WAITING = 400
 
+# One answer for every accepted webhook: a Response holds nothing of the request, so there
+# is no need to build its headers anew each time.
+_TWIML = Response(TWIML_EMPTY, media_type="text/xml")
+# Never delivered (uvicorn drops what is sent to a closed connection); 499 as nginx logs it.
+_GONE = Response(status_code=499)
 
-class IngressMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "wamesh_ingress_requests",
-            "Requests by route and outcome",
-            ["route", "outcome"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "wamesh_ingress_request_seconds",
-            "Time to answer, by route",
-            ["route"],
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
-            registry=registry,
-        )
-        self.signature_failures = Counter(
-            "wamesh_ingress_signature_failures",
-            "Requests refused for their signature",
-            registry=registry,
-        )
-        self.duplicates = Counter(
-            "wamesh_ingress_duplicates",
-            "Webhooks whose MessageSid the store already held",
-            registry=registry,
-        )
-        self.repeats = Counter(
-            "wamesh_ingress_repeats",
-            "Webhooks whose MessageSid was seen before (sent to the store again, not counted"
-            " against the rate again)",
-            registry=registry,
-        )
-        self.rate_limited = Counter(
-            "wamesh_ingress_rate_limited",
-            "Inbound messages over the customer's limit",
-            registry=registry,
-        )
-        self.dependency_errors = Counter(
-            "wamesh_ingress_dependency_errors",
-            "Failed calls, by dependency",
-            ["dependency"],
-            registry=registry,
-        )
-        self.spilled = Counter(
-            "wamesh_ingress_spilled", "Webhooks kept in the spill stream", registry=registry
-        )
-        self.spill_failures = Counter(
-            "wamesh_ingress_spill_failures",
-            "Webhooks the store did not take and the spill could not keep (answered 503)",
-            registry=registry,
-        )
-        self.store_breaker_open = Gauge(
-            "wamesh_ingress_store_breaker_open",
-            "1 while webhooks spill without trying the store (it failed a moment ago)",
-            registry=registry,
-        )
-        self.store_gave_up = Counter(
-            "wamesh_ingress_store_gave_up",
-            "Webhooks spilled because the store had not answered in their time",
-            registry=registry,
-        )
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-class Refused(Exception):
-    """Answer the request with ``status`` and ``reason`` (no secrets, no message bodies)."""
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    """What the endpoints use while the app runs: made by :func:`_running`."""
 
-    def __init__(self, status: int, reason: str, *, close: bool = False) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.close = close  # end the connection too (a client too slow to send its body)
-
-
-@dataclass
-class Ingress:
-    settings: IngressSettings
-    metrics: IngressMetrics
-    urls: PublicUrls
     redis: aioredis.Redis
     routes: Routes
     guard: InboundGuard
-    conversations: Any  # ConversationStoreStub
+    conversations: ConversationStoreAsyncStub
     tenants_channel: grpc.aio.Channel
     conversations_channel: grpc.aio.Channel
-    alarms: Alarms
     breaker: StoreBreaker
     spill: Spill
     replayer: SpillReplayer
     batcher: GroupCommit[pb.RecordInboundRequest, pb.RecordInboundResult]
+    alarms: Alarms  # every deadline of every webhook, on one coarse timer
+
+
+class Ingress:
+    """The endpoints, each a bound method that its route calls directly."""
+
+    # Set by the lifespan, whose start the server awaits before it takes any request.
+    deps: Dependencies
+
+    def __init__(
+        self,
+        settings: IngressSettings,
+        metrics: IngressMetrics,
+        urls: PublicUrls,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._urls = urls
+        self._registry = registry
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with _running(self._settings, self._metrics) as deps:
+            self.deps = deps
+            yield
+
+    # -- the webhooks: POST only, answered empty TwiML or by refusals.answer --
 
     async def whatsapp(self, request: Request) -> Response:
+        """``/twilio/whatsapp``: an inbound message, answered once stored or spilled."""
+        return await self._answered("whatsapp", self._inbound, request)
+
+    async def status(self, request: Request) -> Response:
+        """``/twilio/status``: a status callback, answered once stored or spilled."""
+        return await self._answered("status", self._status_callback, request)
+
+    async def _answered(
+        self, route: str, handle: Callable[[Request], Awaitable[None]], request: Request
+    ) -> Response:
+        """Empty TwiML once ``handle`` returns, else the answer to its refusal; either one
+        counted and timed under ``route``."""
+        started = time.perf_counter()
+        try:
+            await handle(request)
+            response, outcome = _TWIML, "ok"
+        except REFUSALS as refusal:
+            response = answer(refusal)
+            outcome = str(response.status_code)
+        except ClientDisconnect:
+            # Gone before its body arrived: nothing was read, so nothing is owed to it.
+            response, outcome = _GONE, "disconnected"
+        self._metrics.answered(route, outcome, time.perf_counter() - started)
+        return response
+
+    async def _inbound(self, request: Request) -> None:
+        settings, metrics, deps = self._settings, self._metrics, self.deps
         form = await self._form(request)
         received_at = time.time_ns()
-        deadline = Deadline(self.settings.answer_within_s)
+        deadline = Deadline(settings.answer_within_s)
         webhook = webhooks.inbound(form)
         sid = webhook.message.message_sid
         route = await self._verified_route(request, form, webhook.sender_number, sid, deadline)
-        admission = await self.guard.admit(
+        admission = await deps.guard.admit(
             route.tenant_id,
             sid,
             webhook.customer_number,
-            timeout_s=deadline.left(reserve_s=self.settings.spill_reserve_s),
+            timeout_s=deadline.left(reserve_s=settings.spill_reserve_s),
         )
         if admission.seen_before:
-            self.metrics.repeats.inc()
+            metrics.repeats.inc()
         rate_limited = admission.inbound_this_minute > route.inbound_per_minute
         if rate_limited and not admission.seen_before:
-            self.metrics.rate_limited.inc()
+            metrics.rate_limited.inc()
         store = pb.RecordInboundRequest(
             tenant_id=route.tenant_id, message=webhook.message, rate_limited=rate_limited
         )
         store.received_at.FromNanoseconds(received_at)
         await self._store_inbound(store, deadline)
-        return _twiml()
 
-    async def status(self, request: Request) -> Response:
+    async def _status_callback(self, request: Request) -> None:
         form = await self._form(request)
         received_at = time.time_ns()
-        deadline = Deadline(self.settings.answer_within_s)
+        deadline = Deadline(self._settings.answer_within_s)
         callback = webhooks.status(form)
         route = await self._verified_route(
             request, form, callback.sender_number, callback.message_sid, deadline
         )
         if callback.status is None:
-            return _twiml()  # e.g. "received": nothing for the store to record
+            return  # e.g. "received": nothing for the store to record
         store = pb.RecordStatusRequest(
             tenant_id=route.tenant_id,
             provider_sid=callback.message_sid,
@@ -204,78 +205,14 @@ class Ingress:
         )
         store.occurred_at.FromNanoseconds(received_at)
         await self._store_status(store, deadline)
-        return _twiml()
-
-    async def _store_inbound(self, request: pb.RecordInboundRequest, deadline: Deadline) -> None:
-        """Stored, or spilled once the store failed or ran out of the webhook's time."""
-        wait_s = deadline.left(reserve_s=self.settings.spill_reserve_s)
-        if wait_s > 0 and self.breaker.allows():
-            try:
-                result = await self.batcher.submit(request, timeout_s=wait_s)
-            except TimeoutError:
-                self.metrics.store_gave_up.inc()
-                self.breaker.failed()
-            except Full:
-                self.metrics.store_gave_up.inc()  # too far behind to be in time
-            except grpc.aio.AioRpcError as error:
-                self._refused_unless_down(error)
-            else:
-                self.breaker.succeeded()
-                if result.HasField("refusal"):
-                    refusal = result.refusal
-                    field = f"{refusal.field}: " if refusal.field else ""
-                    raise Refused(400, f"refused by the store: {field}{refusal.message}")
-                if result.duplicate:
-                    self.metrics.duplicates.inc()
-                return
-        await self._spill(request, deadline)
-
-    async def _store_status(self, request: pb.RecordStatusRequest, deadline: Deadline) -> None:
-        wait_s = min(
-            self.settings.rpc_timeout_s, deadline.left(reserve_s=self.settings.spill_reserve_s)
-        )
-        if wait_s > 0 and self.breaker.allows():
-            try:
-                await self.conversations.RecordStatus(request, timeout=wait_s)
-                self.breaker.succeeded()
-                return
-            except grpc.aio.AioRpcError as error:
-                self._refused_unless_down(error)
-        await self._spill(request, deadline)
-
-    def _refused_unless_down(self, error: grpc.aio.AioRpcError) -> None:
-        """A refusal is the webhook's fault (400); anything else, the store's (spill it)."""
-        if not is_infrastructure_error(error):
-            self.breaker.succeeded()
-            raise Refused(400, f"refused by the store: {error.details()}") from None
-        self.metrics.dependency_errors.labels("conversations").inc()
-        self.breaker.failed()
-
-    async def _spill(self, request: Message, deadline: Deadline) -> None:
-        try:
-            # At least a moment: a webhook whose time is spent is still worth keeping.
-            await self.spill.append(request, timeout_s=max(deadline.left(), 0.05))
-        except (RedisError, TimeoutError) as error:
-            self.metrics.spill_failures.inc()
-            log.error("could not spill a webhook", extra={"error": type(error).__name__})
-            raise Refused(503, "store and spill both unavailable") from None
-        self.metrics.spilled.inc()
-        self.replayer.wake.set()
-
-    async def replay(self, request: Message) -> None:
-        """Store a spilled request (the replayer's hand)."""
-        timeout = self.settings.rpc_timeout_s
-        if isinstance(request, pb.RecordInboundRequest):
-            await self.conversations.RecordInbound(request, timeout=timeout)
-        else:
-            await self.conversations.RecordStatus(request, timeout=timeout)
 
     async def _form(self, request: Request) -> webhooks.Form:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != webhooks.FORM_CONTENT_TYPE:
-            raise Refused(400, f"body must be {webhooks.FORM_CONTENT_TYPE}")
+            raise NotAForm(f"body must be {webhooks.FORM_CONTENT_TYPE}")
+        settings = self._settings
         body = await _body(
-            request, self.settings.max_body_bytes, self.settings.body_timeout_s, self.alarms
+            request, settings.max_body_bytes, settings.body_timeout_s, self.deps.alarms
         )
         return webhooks.parse_form(body)
 
@@ -287,157 +224,115 @@ class Ingress:
         message_sid: str,
         deadline: Deadline,
     ) -> TenantRoute:
+        """The route of ``sender``, once ``request`` is signed with its tenant's token.
+        An unknown number or a tenant without credentials is refused by ``routes`` itself."""
         try:
-            route = await self.routes.resolve(
-                sender, timeout_s=deadline.left(reserve_s=self.settings.spill_reserve_s)
+            route = await self.deps.routes.resolve(
+                sender, timeout_s=deadline.left(reserve_s=self._settings.spill_reserve_s)
             )
-        except UnknownNumber:
-            raise Refused(404, "no tenant has this number") from None
-        except NoCredentials:
-            raise Refused(403, "the tenant has no Twilio credentials to check with") from None
         except (grpc.aio.AioRpcError, TimeoutError) as error:
-            self.metrics.dependency_errors.labels("tenants").inc()
+            self._metrics.dependency_errors.labels("tenants").inc()
             code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "TIMEOUT"
             log.warning("tenant lookup failed", extra={"code": code})
-            raise Refused(503, "tenant registry unavailable") from None
+            raise TenantUnavailable from None
+        # Named on the span signed or not: a forged webhook is its number's tenant's concern.
+        tag_tenant(route.tenant_id)
         if not route.active:
-            raise Refused(403, "tenant suspended")
-        if not signed_by(route.validator, self.urls.of(request), form, request):
-            self.metrics.signature_failures.inc()
+            raise TenantSuspended
+        if not signed_by(route.validator, self._urls.of(request), form, request):
+            self._metrics.signature_failures.inc()
             log.warning(
                 "signature rejected",
                 extra={"message_sid": message_sid, "reason": "missing or not matching"},
             )
-            raise Refused(403, "signature does not match")
+            raise BadSignature
         return route
+
+    async def _store_inbound(self, request: pb.RecordInboundRequest, deadline: Deadline) -> None:
+        """Stored, or spilled once the store failed or ran out of the webhook's time."""
+        deps, metrics = self.deps, self._metrics
+        wait_s = deadline.left(reserve_s=self._settings.spill_reserve_s)
+        if wait_s > 0 and deps.breaker.allows():
+            try:
+                result = await deps.batcher.submit(request, timeout_s=wait_s)
+            except TimeoutError:
+                metrics.store_gave_up.inc()
+                deps.breaker.failed()
+            except Full:
+                metrics.store_gave_up.inc()  # too far behind to be in time
+            except grpc.aio.AioRpcError as error:
+                self._refused_unless_down(error)
+            else:
+                deps.breaker.succeeded()
+                if result.HasField("refusal"):
+                    refusal = result.refusal
+                    field = f"{refusal.field}: " if refusal.field else ""
+                    raise StoreRefused(f"refused by the store: {field}{refusal.message}")
+                if result.duplicate:
+                    metrics.duplicates.inc()
+                return
+        await self._spill(request, deadline)
+
+    async def _store_status(self, request: pb.RecordStatusRequest, deadline: Deadline) -> None:
+        deps, settings = self.deps, self._settings
+        wait_s = min(settings.rpc_timeout_s, deadline.left(reserve_s=settings.spill_reserve_s))
+        if wait_s > 0 and deps.breaker.allows():
+            try:
+                await deps.conversations.RecordStatus(request, timeout=wait_s)
+                deps.breaker.succeeded()
+                return
+            except grpc.aio.AioRpcError as error:
+                self._refused_unless_down(error)
+        await self._spill(request, deadline)
+
+    def _refused_unless_down(self, error: grpc.aio.AioRpcError) -> None:
+        """A refusal is the webhook's fault (400); anything else, the store's (spill it)."""
+        if not is_infrastructure_error(error):
+            self.deps.breaker.succeeded()
+            raise StoreRefused(f"refused by the store: {error.details()}") from None
+        self._metrics.dependency_errors.labels("conversations").inc()
+        self.deps.breaker.failed()
+
+    async def _spill(self, request: Message, deadline: Deadline) -> None:
+        try:
+            # At least a moment: a webhook whose time is spent is still worth keeping.
+            await self.deps.spill.append(request, timeout_s=max(deadline.left(), 0.05))
+        except (RedisError, TimeoutError) as error:
+            self._metrics.spill_failures.inc()
+            log.error("could not spill a webhook", extra={"error": type(error).__name__})
+            raise SpillUnavailable from None
+        self._metrics.spilled.inc()
+        self.deps.replayer.wake.set()
+
+    # -- the rest, served through Starlette --
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(self, request: Request) -> Response:
+        deps = self.deps
         checks = await asyncio.gather(
-            self._redis_ready(),
-            _grpc_ready(self.tenants_channel),
-            _grpc_ready(self.conversations_channel),
+            _redis_ready(deps.redis),
+            _grpc_ready(deps.tenants_channel),
+            _grpc_ready(deps.conversations_channel),
         )
         report = dict(zip(("redis", "tenants", "conversations"), checks, strict=True))
         return JSONResponse(report, status_code=200 if all(checks) else 503)
 
-    async def _redis_ready(self) -> bool:
-        try:
-            return bool(await self.redis.ping())
-        except RedisError:
-            return False
-
-
-def _record_inbound_batch(
-    conversations: Any, timeout_s: float
-) -> Callable[[list[pb.RecordInboundRequest]], Awaitable[Sequence[pb.RecordInboundResult]]]:
-    """Concurrent webhooks go to the store as one RecordInboundBatch: per call, gRPC costs
-    more than the write itself."""
-
-    async def send(requests: list[pb.RecordInboundRequest]) -> Sequence[pb.RecordInboundResult]:
-        response = await conversations.RecordInboundBatch(
-            pb.RecordInboundBatchRequest(requests=requests), timeout=timeout_s
-        )
-        return list(response.results)
-
-    return send
-
-
-async def _grpc_ready(channel: grpc.aio.Channel) -> bool:
-    stub: Any = health_pb2_grpc.HealthStub(channel)
-    try:
-        response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-    except grpc.aio.AioRpcError:
-        return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-async def _body(request: Request, limit: int, timeout_s: float, alarms: Alarms) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise Refused(400, f"body larger than {limit} bytes")
-    chunks, size = [], 0
-    task = asyncio.current_task()
-    assert task is not None
-    late = False
-
-    def too_late() -> None:
-        nonlocal late
-        late = True
-        task.cancel()
-
-    alarm = alarms.set(timeout_s, too_late)
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Refused(400, f"body larger than {limit} bytes")
-            chunks.append(chunk)
-    except asyncio.CancelledError:
-        if not late:
-            raise
-        task.uncancel()
-        raise Refused(408, f"body not received within {timeout_s:g} s", close=True) from None
-    finally:
-        alarms.clear(alarm)
-    return b"".join(chunks)
-
-
-# One answer for every accepted webhook: a Response holds nothing of the request, so there
-# is no need to build its headers anew each time.
-_TWIML_RESPONSE = Response(TWIML_EMPTY, media_type="text/xml")
-
-
-def _twiml() -> Response:
-    return _TWIML_RESPONSE
-
-
-# Never delivered (uvicorn drops what is sent to a closed connection); 499 as nginx logs it.
-_GONE = Response(status_code=499)
-
-
-def _endpoint(
-    name: str, handler: Callable[[Request], Awaitable[Response]], metrics: IngressMetrics
-) -> Callable[[Request], Awaitable[Response]]:
-    """The handler with errors turned into answers and every answer counted and timed."""
-
-    async def endpoint(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await handler(request)
-            outcome = "ok"
-        except Refused as refusal:
-            headers = {"Connection": "close"} if refusal.close else None
-            response = PlainTextResponse(
-                refusal.reason, status_code=refusal.status, headers=headers
-            )
-            outcome = str(refusal.status)
-        except webhooks.WebhookError as error:
-            response = PlainTextResponse(str(error), status_code=400)
-            outcome = "400"
-        except ClientDisconnect:
-            # Gone before its body arrived: nothing was read, so nothing is owed to it.
-            response = _GONE
-            outcome = "disconnected"
-        metrics.requests.labels(name, outcome).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - started)
-        return response
-
-    return endpoint
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self._registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class Front:
     """The ASGI entry: spends the source's budget (429 before any other work), then serves
     the two webhook routes directly; everything else (health, metrics, lifespan, wrong
     methods) goes through Starlette. The webhooks skip Starlette's middleware and router,
-    a tenth of the ingress's time, since their handler already answers every error."""
+    work on the hot path that they do not need: their endpoints answer every error."""
 
     def __init__(
         self,
         app: ASGIApp,
-        webhooks: Mapping[str, Callable[[Request], Awaitable[Response]]],
+        webhooks: Mapping[str, Endpoint],
         budget: SourceBudget,
         urls: PublicUrls,
     ) -> None:
@@ -451,63 +346,38 @@ class Front:
             request = Request(scope, receive)
             wait_s = self._budget.spend(self._urls.client_ip(request))
             if wait_s > 0:
-                response: Response = PlainTextResponse(
-                    "too many requests",
-                    status_code=429,
-                    headers={"Retry-After": str(max(1, round(wait_s)))},
-                )
-                await response(scope, receive, send)
+                await answer(OverBudget(wait_s))(scope, receive, send)
                 return
-            handler = self._webhooks.get(scope["path"])
-            if handler is not None and scope["method"] == "POST":
-                response = await handler(request)
+            endpoint = self._webhooks.get(scope["path"])
+            if endpoint is not None and scope["method"] == "POST":
+                response = await endpoint(request)
                 await response(scope, receive, send)
                 return
         await self._app(scope, receive, send)
 
 
 def create_app(settings: IngressSettings, *, registry: CollectorRegistry = REGISTRY) -> ASGIApp:
-    metrics = IngressMetrics(registry)
     urls = PublicUrls(settings.public_base_url, settings.trusted_proxies)
-    state: dict[str, Ingress] = {}
-
-    def delegate(name: str) -> Callable[[Request], Awaitable[Response]]:
-        async def call(request: Request) -> Response:
-            handler: Callable[[Request], Awaitable[Response]] = getattr(state["ingress"], name)
-            return await handler(request)
-
-        return call
-
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with _running(settings, metrics, urls) as ingress:
-            state["ingress"] = ingress
-            yield
-
-    webhook_routes = {
-        "/twilio/whatsapp": _endpoint("whatsapp", delegate("whatsapp"), metrics),
-        "/twilio/status": _endpoint("status", delegate("status"), metrics),
-    }
+    ingress = Ingress(settings, IngressMetrics(registry), urls, registry)
     app = Starlette(
         routes=[
-            *(Route(path, handler, methods=["POST"]) for path, handler in webhook_routes.items()),
-            Route("/healthz", delegate("healthz")),
-            Route("/readyz", delegate("readyz")),
-            Route("/metrics", metrics_endpoint),
+            Route("/twilio/whatsapp", ingress.whatsapp, methods=["POST"]),
+            Route("/twilio/status", ingress.status, methods=["POST"]),
+            Route("/healthz", ingress.healthz),
+            Route("/readyz", ingress.readyz),
+            Route("/metrics", ingress.metrics),
         ],
-        lifespan=lifespan,
+        lifespan=ingress.lifespan,
     )
     budget = SourceBudget(settings.per_ip_requests_per_s, settings.per_ip_burst)
-    return Front(app, webhook_routes, budget, urls)
+    webhook_endpoints = {"/twilio/whatsapp": ingress.whatsapp, "/twilio/status": ingress.status}
+    return Front(app, webhook_endpoints, budget, urls)
 
 
 @contextlib.asynccontextmanager
 async def _running(
-    settings: IngressSettings, metrics: IngressMetrics, urls: PublicUrls
-) -> AsyncIterator[Ingress]:
+    settings: IngressSettings, metrics: IngressMetrics
+) -> AsyncIterator[Dependencies]:
     token = settings.internal_token.get_secret_value()
     redis = make_redis(
         settings.redis_url,
@@ -529,25 +399,20 @@ async def _running(
     routes = Routes(
         tenants_channel, timeout_s=settings.rpc_timeout_s, ttl_s=settings.route_cache_ttl_s
     )
-    alarms = Alarms()  # every deadline of every webhook, on one coarse timer
-    ingress = Ingress(
-        settings=settings,
-        metrics=metrics,
-        urls=urls,
-        alarms=alarms,
+    alarms = Alarms()
+    breaker = StoreBreaker(settings.store_retry_after_s, probe_timeout_s=settings.answer_within_s)
+    deps = Dependencies(
         redis=redis,
         routes=routes,
         guard=InboundGuard(redis, dedup_ttl_s=settings.dedup_ttl_s, alarms=alarms),
         conversations=conversations,
         tenants_channel=tenants_channel,
         conversations_channel=conversations_channel,
-        breaker=StoreBreaker(
-            settings.store_retry_after_s, probe_timeout_s=settings.answer_within_s
-        ),
+        breaker=breaker,
         spill=Spill(redis, alarms=alarms),
         replayer=SpillReplayer(
             redis,
-            lambda request: ingress.replay(request),
+            _replay_to(conversations, settings.rpc_timeout_s),
             # Longer than a replayed store call may last: see SpillReplayer.
             lease_ms=int(max(10.0, 3 * settings.rpc_timeout_s) * 1000),
         ),
@@ -556,15 +421,16 @@ async def _running(
             max_waiting=_STORE_MAX_WAITING,
             alarms=alarms,
         ),
+        alarms=alarms,
     )
-    metrics.store_breaker_open.set_function(lambda: float(ingress.breaker.is_open))
+    metrics.store_breaker_open.set_function(lambda: float(breaker.is_open))
     listener = InvalidationListener(redis, routes.invalidate, routes.reset)
     stop = asyncio.Event()
-    replaying = asyncio.create_task(ingress.replayer.run(stop), name="spill-replayer")
+    replaying = asyncio.create_task(deps.replayer.run(stop), name="spill-replayer")
     await listener.start()
     _log_twilio_setup(settings)
     try:
-        yield ingress
+        yield deps
     finally:
         stop.set()
         await replaying
@@ -572,6 +438,83 @@ async def _running(
         await tenants_channel.close(None)
         await conversations_channel.close(None)
         await redis.aclose()
+
+
+def _record_inbound_batch(
+    conversations: ConversationStoreAsyncStub, timeout_s: float
+) -> Callable[[list[pb.RecordInboundRequest]], Awaitable[Sequence[pb.RecordInboundResult]]]:
+    """Concurrent webhooks go to the store as one RecordInboundBatch: gRPC's cost per call
+    is paid once for all of them."""
+
+    async def send(requests: list[pb.RecordInboundRequest]) -> Sequence[pb.RecordInboundResult]:
+        response = await conversations.RecordInboundBatch(
+            pb.RecordInboundBatchRequest(requests=requests), timeout=timeout_s
+        )
+        return list(response.results)
+
+    return send
+
+
+def _replay_to(conversations: ConversationStoreAsyncStub, timeout_s: float) -> Store:
+    """How the replayer stores a spilled request."""
+
+    async def replay(request: Message) -> None:
+        if isinstance(request, pb.RecordInboundRequest):
+            await conversations.RecordInbound(request, timeout=timeout_s)
+        elif isinstance(request, pb.RecordStatusRequest):
+            await conversations.RecordStatus(request, timeout=timeout_s)
+        else:  # spill reads back only the two kinds it is given
+            raise TypeError(f"cannot replay a {type(request).__name__}")
+
+    return replay
+
+
+async def _redis_ready(redis: aioredis.Redis) -> bool:
+    try:
+        return bool(await redis.ping())
+    except RedisError:
+        return False
+
+
+async def _grpc_ready(channel: grpc.aio.Channel) -> bool:
+    stub: Any = health_pb2_grpc.HealthStub(channel)
+    try:
+        response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _body(request: Request, limit: int, timeout_s: float, alarms: Alarms) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise NotAForm(f"body larger than {limit} bytes")
+    task = asyncio.current_task()
+    if task is None:  # the alarm cancels the task that reads: there must be one
+        raise RuntimeError("a request body is read by a task")
+    chunks, size = [], 0
+    late = False
+
+    def too_late() -> None:
+        nonlocal late
+        late = True
+        task.cancel()
+
+    alarm = alarms.set(timeout_s, too_late)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise NotAForm(f"body larger than {limit} bytes")
+            chunks.append(chunk)
+    except asyncio.CancelledError:
+        if not late:
+            raise
+        task.uncancel()
+        raise BodyTooSlow(f"body not received within {timeout_s:g} s") from None
+    finally:
+        alarms.clear(alarm)
+    return b"".join(chunks)
 
 
 def _log_twilio_setup(settings: IngressSettings) -> None:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from wamesh_kit.alarms import Alarms
 from wamesh_kit.batching import GroupCommit
-from wamesh_kit.keys import tenant_key
+from wamesh_kit.keys import dedup_key, tenant_key
 from wamesh_kit.redis_client import PipelinedScript
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class InboundGuard:
         failing or slower than ``timeout_s``, an uncounted first sight."""
         window = int(time.time() // RATE_WINDOW_S)
         keys = [
-            tenant_key(tenant_id, "dedup", message_sid),
+            dedup_key(tenant_id, message_sid),
             tenant_key(tenant_id, "inbound-rate", customer, str(window)),
         ]
         try:

@@ -57,8 +57,8 @@ class PublicUrls:
             if port and ":" not in host.rsplit("]", 1)[-1]:
                 host = f"{host}:{port}"
             return f"{scheme}://{host}{tail}"
-        # request.url (a parsed URL) only without a Host header: building it costs more
-        # than the rest of this method.
+        # request.url (a parsed URL) only without a Host header: with one, the URL is
+        # known without building and parsing it.
         return f"{scheme}://{headers.get('host') or request.url.netloc}{tail}"
 
     def client_ip(self, request: Request) -> str:
@@ -78,8 +78,9 @@ def signed_by(validator: RequestValidator, url: str, form: Form, request: Reques
     if not signature:
         return False
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-    # The URL as called matches almost always; validate() then tries it with and without
-    # the default port (and bodySHA256), at twice the cost, for the rest.
+    # The URL as called matches almost always, so one signature is computed for it first;
+    # validate(), which computes one with and one without the default port (and checks
+    # bodySHA256), is left for the rest.
     if compare(validator.compute_signature(url, form, algorithm), signature):
         return True
     return bool(validator.validate(url, form, signature, algorithm))

@@ -72,8 +72,8 @@ class WebhookError(ValueError):
 class Form(dict[str, str]):
     """A form's fields: as a dict, each name's last value; ``getlist`` (and ``getall``,
     which twilio's RequestValidator asks first) every value of a name, in order. A plain
-    dict underneath, since reading fields is much of what ingress does per webhook: a
-    MultiDict's ``get`` and ``getlist`` are Python-level scans, a tenth of its CPU."""
+    dict underneath, since reading fields is much of what ingress does per webhook, and a
+    MultiDict's ``get`` and ``getlist`` are Python-level scans."""
 
     __slots__ = ("_repeated",)
 
@@ -114,10 +114,9 @@ _PLAIN_FORM = re.compile(r"[^&=]*=[^&=]*(?:&[^&=]*=[^&=]*)*")
 
 def _pairs(text: str) -> list[tuple[str, str]]:
     """``parse_qsl(text, keep_blank_values=True, strict_parsing=True)``, in one unquoting
-    of the whole body rather than one per name and value: a third of the cost, and parsing
-    was a tenth of ingress's CPU per webhook. The separators become NULs first, which a
-    field may not hold; a body with a NUL, encoded or not, or of any other shape goes to
-    parse_qsl itself."""
+    of the whole body rather than one per name and value, since every webhook is parsed.
+    The separators become NULs first, which a field may not hold; a body with a NUL,
+    encoded or not, or of any other shape goes to parse_qsl itself."""
     if not text:
         return []
     if "\x00" in text or not _PLAIN_FORM.fullmatch(text):

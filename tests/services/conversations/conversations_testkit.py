@@ -1,4 +1,4 @@
-"""Helpers of the conversations service tests ."""
+"""Helpers of the conversations service tests."""
 
 from __future__ import annotations
 
@@ -93,8 +93,39 @@ async def assert_refused(call: Any, code: grpc.StatusCode, field: str | None = N
     return error.details() or ""
 
 
+Fields = dict[bytes, bytes]
+
+
+async def stream_entries(redis: aioredis.Redis, stream: str) -> list[tuple[bytes, Fields]]:
+    """XRANGE of the whole stream: (entry id, fields), all bytes, as a client without
+    ``decode_responses`` answers (which redis-py's types cannot tell)."""
+    entries = await redis.xrange(stream)
+    assert isinstance(entries, list), entries
+    typed: list[tuple[bytes, Fields]] = []
+    for entry_id, fields in entries:
+        assert isinstance(fields, dict), fields
+        typed.append(
+            (_bytes(entry_id), {_bytes(name): _bytes(value) for name, value in fields.items()})
+        )
+    return typed
+
+
+def _bytes(value: bytes | str | None) -> bytes:
+    assert isinstance(value, bytes), f"{value!r}: not bytes (decode_responses on?)"
+    return value
+
+
+def entry_of(entries: list[tuple[bytes, Fields]], message_id: str) -> Fields:
+    """The fields of the inbound event of ``message_id`` among ``entries``."""
+    return next(
+        fields
+        for _, fields in entries
+        if events_pb2.InboundMessageEvent.FromString(fields[b"payload"]).message_id == message_id
+    )
+
+
 async def inbound_events(redis: aioredis.Redis) -> list[events_pb2.InboundMessageEvent]:
-    entries = await redis.xrange(INBOUND_STREAM)
+    entries = await stream_entries(redis, INBOUND_STREAM)
     return [events_pb2.InboundMessageEvent.FromString(f[b"payload"]) for _, f in entries]
 
 

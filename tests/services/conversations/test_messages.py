@@ -373,3 +373,54 @@ async def test_a_tenant_token_reads_its_own_tenant_only(internal: Any, connect: 
     await assert_refused(
         reader.RecordInbound(inbound(mine, number(), number())), grpc.StatusCode.PERMISSION_DENIED
     )
+
+
+IMPLAUSIBLE = Timestamp(seconds=100)  # 1970: outside what the store accepts as a real time
+
+
+async def test_an_implausible_received_at_is_refused_naming_received_at(internal: Any) -> None:
+    request = inbound(tenant(), number(), number())
+    request.received_at.CopyFrom(IMPLAUSIBLE)
+
+    await assert_refused(internal.RecordInbound(request), INVALID, "received_at")
+
+
+async def test_an_implausible_received_at_in_a_batch_is_refused_naming_received_at(
+    internal: Any,
+) -> None:
+    request = inbound(tenant(), number(), number())
+    request.received_at.CopyFrom(IMPLAUSIBLE)
+
+    response = await internal.RecordInboundBatch(pb.RecordInboundBatchRequest(requests=[request]))
+
+    [result] = response.results
+    assert result.refusal.code == INVALID.value[0]
+    assert result.refusal.field == "received_at", result.refusal
+
+
+async def test_an_implausible_read_through_is_refused_naming_read_through(admin: Any) -> None:
+    request = pb.MarkReadRequest(
+        tenant_id=tenant(),
+        conversation_id="00000000-0000-4000-8000-000000000000",
+        read_through=IMPLAUSIBLE,
+    )
+
+    await assert_refused(admin.MarkRead(request), INVALID, "read_through")
+
+
+async def test_an_implausible_occurred_at_is_refused_naming_occurred_at(internal: Any) -> None:
+    status = pb.RecordStatusRequest(
+        tenant_id=tenant(),
+        provider_sid=sid(),
+        status=pb.MESSAGE_STATUS_DELIVERED,
+        occurred_at=IMPLAUSIBLE,
+    )
+    update = pb.UpdateOutboundRequest(
+        tenant_id=tenant(),
+        idempotency_key="k",
+        status=pb.MESSAGE_STATUS_SENT,
+        occurred_at=IMPLAUSIBLE,
+    )
+
+    await assert_refused(internal.RecordStatus(status), INVALID, "occurred_at")
+    await assert_refused(internal.UpdateOutbound(update), INVALID, "occurred_at")

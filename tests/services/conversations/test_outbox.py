@@ -19,11 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from tests.services.conversations.conversations_testkit import (
     assert_refused,
+    entry_of,
     inbound,
     inbound_events,
     make_settings,
     messages_without_event,
     number,
+    stream_entries,
     tenant,
     wait_for_events,
 )
@@ -60,12 +62,7 @@ async def test_an_event_carries_the_message_and_the_trace_of_its_request(
     assert event.content == request.message
     assert event.rate_limited
     assert event.customer_number == recorded.conversation.customer_number
-    entry = next(
-        fields
-        for _, fields in await redis_client.xrange(INBOUND_STREAM)
-        if events_pb2.InboundMessageEvent.FromString(fields[b"payload"]).message_id
-        == recorded.message.id
-    )
+    entry = entry_of(await stream_entries(redis_client, INBOUND_STREAM), recorded.message.id)
     server_span = next(s for s in exporter.get_finished_spans() if "RecordInbound" in s.name)
     trace_id = entry[b"traceparent"].decode().split("-")[1]
     assert trace_id == f"{server_span.context.trace_id:032x}"
@@ -77,12 +74,7 @@ async def test_an_event_outside_any_trace_has_just_its_type_and_payload(
     recorded = await internal.RecordInbound(inbound(tenant(), number(), number()))
     await wait_for_events(redis_client, {recorded.message.id})
 
-    entry = next(
-        fields
-        for _, fields in await redis_client.xrange(INBOUND_STREAM)
-        if events_pb2.InboundMessageEvent.FromString(fields[b"payload"]).message_id
-        == recorded.message.id
-    )
+    entry = entry_of(await stream_entries(redis_client, INBOUND_STREAM), recorded.message.id)
     assert entry[b"type"] == events_pb2.InboundMessageEvent.DESCRIPTOR.full_name.encode()
     assert set(entry) == {b"type", b"payload"}
 

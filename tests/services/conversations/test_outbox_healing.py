@@ -20,6 +20,7 @@ from tests.services.conversations.conversations_testkit import (
     inbound,
     make_settings,
     number,
+    stream_entries,
     tenant,
 )
 from wamesh.conversations.v1 import conversations_pb2_grpc
@@ -128,7 +129,7 @@ class PausableConsumer:
 
 async def stream_message_ids(redis: aioredis.Redis) -> list[str]:
     """The inbound stream's message ids, in stream order (entries of other kinds skipped)."""
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(INBOUND_STREAM)  # type: ignore[assignment]
+    entries = await stream_entries(redis, INBOUND_STREAM)
     return [
         InboundMessageEvent.FromString(fields[b"payload"]).message_id
         for _, fields in entries

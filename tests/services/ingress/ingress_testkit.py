@@ -11,12 +11,16 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import httpx
+import redis.asyncio as aioredis
 import uvicorn
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 
@@ -42,7 +46,7 @@ def tenants_settings(database_url: str, redis_url: str, **overrides: Any) -> Ten
         metrics_listen="",
         database_url=database_url,
         redis_url=redis_url,
-        credential_keys=CREDENTIAL_KEYS,
+        credential_keys=SecretStr(CREDENTIAL_KEYS),
         credential_active_key="k1",
         shutdown_grace_s=0,
         **overrides,
@@ -66,10 +70,17 @@ def conversations_settings(
 
 @contextlib.asynccontextmanager
 async def serve_ingress(
-    settings: IngressSettings, registry: CollectorRegistry | None = None
+    settings: IngressSettings,
+    registry: CollectorRegistry | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[int]:
-    """The ingress app under a real uvicorn on 127.0.0.1; yields its port."""
+    """The ingress app under a real uvicorn on 127.0.0.1; yields its port. With a
+    ``tracer_provider``, each request opens a server span, as ``wamesh serve ingress`` does
+    when traces are exported (``wamesh_kit.telemetry.instrument_asgi``)."""
     app = create_app(settings, registry=registry or CollectorRegistry())
+    if tracer_provider is not None:
+        app = OpenTelemetryMiddleware(app, tracer_provider=tracer_provider)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -95,11 +106,14 @@ async def serve_ingress(
 
 @contextlib.asynccontextmanager
 async def ingress_client(
-    settings: IngressSettings, registry: CollectorRegistry | None = None
+    settings: IngressSettings,
+    registry: CollectorRegistry | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of an ingress served with ``settings`` (see :func:`serve_ingress`)."""
     async with (
-        serve_ingress(settings, registry) as port,
+        serve_ingress(settings, registry, tracer_provider=tracer_provider) as port,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
     ):
         yield client
@@ -206,6 +220,15 @@ async def stored_messages(
                 if not token:
                     break
     return messages
+
+
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+async def stream_entries(redis: aioredis.Redis, stream: str) -> StreamEntries:
+    """Every entry of ``stream``, oldest first. The suite's clients leave replies undecoded,
+    so ids and fields are bytes, which redis-py's stubs (for either mode) cannot say."""
+    return cast(StreamEntries, await redis.xrange(stream) or [])
 
 
 INTERNAL_TOKEN = DEV_INTERNAL_TOKEN

@@ -25,6 +25,7 @@ from tests.services.ingress.ingress_testkit import (
     message_params,
     post_signed,
     stored_messages,
+    stream_entries,
 )
 from wamesh.events.v1 import events_pb2
 from wamesh_conversations.app import conversations_service
@@ -88,7 +89,7 @@ async def test_with_the_store_down_webhooks_spill_and_are_replayed_once_in_order
 
     assert sorted(m.provider_sid for m in stored) == sorted(sid_of(p) for p in sent)
     # Replayed in arrival order: each conversation's events are in the order they were sent.
-    entries = await redis_client.xrange(INBOUND_STREAM)
+    entries = await stream_entries(redis_client, INBOUND_STREAM)
     events = [events_pb2.InboundMessageEvent.FromString(f[b"payload"]) for _, f in entries]
     published: dict[str, list[str]] = defaultdict(list)
     for event in events:

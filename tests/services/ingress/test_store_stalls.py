@@ -27,6 +27,7 @@ from tests.services.ingress.ingress_testkit import (
     post_signed,
     serve_ingress,
     stored_messages,
+    stream_entries,
 )
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
@@ -89,7 +90,7 @@ async def test_a_store_that_never_answers_is_given_up_on_and_the_webhooks_spille
         )
 
     assert [a.status_code for a in answers] == [200] * 40
-    spilled = await empty_spill.xrange(SPILL_STREAM)
+    spilled = await stream_entries(empty_spill, SPILL_STREAM)
     sids = {
         pb.RecordInboundRequest.FromString(f[b"payload"]).message.message_sid for _, f in spilled
     }
@@ -197,7 +198,7 @@ async def test_two_replayers_and_a_store_slower_than_their_lease_keep_arrival_or
     async with asyncio.timeout(30):
         while sum(map(len, published.values())) < len(requests):
             published.clear()
-            for _, fields in await empty_spill.xrange(INBOUND_STREAM):
+            for _, fields in await stream_entries(empty_spill, INBOUND_STREAM):
                 event = events_pb2.InboundMessageEvent.FromString(fields[b"payload"])
                 if event.tenant_id == tenant.id:
                     published[event.customer_number].append(event.content.message_sid)
@@ -224,7 +225,7 @@ async def test_a_spilled_entry_that_cannot_be_read_is_dead_lettered(
 
     assert stored == []
     assert await redis_client.xlen(SPILL_STREAM) == 0
-    [(_, dead)] = await redis_client.xrange(dead_letter_stream(SPILL_STREAM))
+    [(_, dead)] = await stream_entries(redis_client, dead_letter_stream(SPILL_STREAM))
     assert dead[b"type"] == b"wamesh.Unknown"
     assert b"unknown entry type" in dead[b"reason"]
 

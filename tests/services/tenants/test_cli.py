@@ -22,7 +22,7 @@ async def test_the_admin_commands_drive_the_service(
     async def ok(*args: str, extra_env: dict[str, str] | None = None) -> str:
         code, out, err = await wamesh_cli("tenants", *args, env={**env, **(extra_env or {})})
         assert code == 0, err
-        return out
+        return str(out)
 
     created = json.loads(await ok("create", "--id", tenant_id, "--name", "Tacos Ana", "--json"))
     assert created["id"] == tenant_id

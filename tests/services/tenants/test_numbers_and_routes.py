@@ -223,7 +223,7 @@ async def test_resolve_is_served_from_redis_once_cached(
     first = await resolve(internal, number)
 
     cached = await redis_client.get(number_route_key(number))
-    assert cached is not None
+    assert isinstance(cached, bytes)
     assert pb.ResolveNumberResponse.FromString(cached) == first
     ttl = await redis_client.ttl(number_route_key(number))
     assert 0 < ttl <= settings.route_cache_ttl_s

@@ -290,7 +290,7 @@ async def test_list_pages_by_id_and_filters_by_status(admin: Any) -> None:
             pb.SetTenantStatusRequest(tenant_id=tenant_id, status=SUSPENDED)
         )
 
-    async def all_pages(status: int) -> list[str]:
+    async def all_pages(status: pb.TenantStatus.ValueType) -> list[str]:
         seen: list[str] = []
         token = ""
         while True:
