@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 
+from tests.redis_streams import Fields, stream_entries
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.events.v1 import events_pb2
 from wamesh_conversations.settings import ConversationsSettings
@@ -91,28 +92,6 @@ async def assert_refused(call: Any, code: grpc.StatusCode, field: str | None = N
         assert domain_error is not None
         assert domain_error.field == field, error.details()
     return error.details() or ""
-
-
-Fields = dict[bytes, bytes]
-
-
-async def stream_entries(redis: aioredis.Redis, stream: str) -> list[tuple[bytes, Fields]]:
-    """XRANGE of the whole stream: (entry id, fields), all bytes, as a client without
-    ``decode_responses`` answers (which redis-py's types cannot tell)."""
-    entries = await redis.xrange(stream)
-    assert isinstance(entries, list), entries
-    typed: list[tuple[bytes, Fields]] = []
-    for entry_id, fields in entries:
-        assert isinstance(fields, dict), fields
-        typed.append(
-            (_bytes(entry_id), {_bytes(name): _bytes(value) for name, value in fields.items()})
-        )
-    return typed
-
-
-def _bytes(value: bytes | str | None) -> bytes:
-    assert isinstance(value, bytes), f"{value!r}: not bytes (decode_responses on?)"
-    return value
 
 
 def entry_of(entries: list[tuple[bytes, Fields]], message_id: str) -> Fields:

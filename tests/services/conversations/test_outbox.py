@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from tests.redis_streams import stream_entries
 from tests.services.conversations.conversations_testkit import (
     assert_refused,
     entry_of,
@@ -25,7 +26,6 @@ from tests.services.conversations.conversations_testkit import (
     make_settings,
     messages_without_event,
     number,
-    stream_entries,
     tenant,
     wait_for_events,
 )

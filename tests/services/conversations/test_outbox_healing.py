@@ -16,11 +16,11 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from tests.redis_streams import stream_entries
 from tests.services.conversations.conversations_testkit import (
     inbound,
     make_settings,
     number,
-    stream_entries,
     tenant,
 )
 from wamesh.conversations.v1 import conversations_pb2_grpc

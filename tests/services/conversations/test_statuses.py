@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.redis_streams import stream_entries
 from tests.services.conversations.conversations_testkit import (
     assert_refused,
     number,
     outbound,
     sid,
-    stream_entries,
     tenant,
 )
 from wamesh.conversations.v1 import conversations_pb2 as pb

@@ -11,11 +11,10 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import redis.asyncio as aioredis
 import uvicorn
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import TracerProvider
@@ -220,15 +219,6 @@ async def stored_messages(
                 if not token:
                     break
     return messages
-
-
-StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
-
-
-async def stream_entries(redis: aioredis.Redis, stream: str) -> StreamEntries:
-    """Every entry of ``stream``, oldest first. The suite's clients leave replies undecoded,
-    so ids and fields are bytes, which redis-py's stubs (for either mode) cannot say."""
-    return cast(StreamEntries, await redis.xrange(stream) or [])
 
 
 INTERNAL_TOKEN = DEV_INTERNAL_TOKEN

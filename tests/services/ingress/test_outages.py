@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from tests.redis_streams import stream_entries
 from tests.services.ingress.ingress_testkit import (
     Databases,
     Tenant,
@@ -25,7 +26,6 @@ from tests.services.ingress.ingress_testkit import (
     message_params,
     post_signed,
     stored_messages,
-    stream_entries,
 )
 from wamesh.events.v1 import events_pb2
 from wamesh_conversations.app import conversations_service

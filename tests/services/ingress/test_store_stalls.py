@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
+from tests.redis_streams import stream_entries
 from tests.services.ingress.ingress_testkit import (
     INTERNAL_TOKEN,
     Tenant,
@@ -27,7 +28,6 @@ from tests.services.ingress.ingress_testkit import (
     post_signed,
     serve_ingress,
     stored_messages,
-    stream_entries,
 )
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
