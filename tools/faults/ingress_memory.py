@@ -225,24 +225,25 @@ class Watch:
         return {
             "uvicorn_connections": _size(lambda: len(state.connections)),
             "uvicorn_tasks": _size(lambda: len(state.tasks)),
-            "group_commit_waiting": _size(lambda: len(ingress.batcher._waiting)),
-            "spill_waiting": _size(lambda: len(ingress.spill._appends._waiting)),
+            "group_commit_waiting": _size(lambda: len(ingress.deps.batcher._waiting)),
+            "spill_waiting": _size(lambda: len(ingress.deps.spill._appends._waiting)),
             "asyncio_tasks": _size(lambda: len(asyncio.all_tasks())),
         }
 
     def structures(self) -> dict[str, int]:
         ingress, front, state = self._find_ingress(), self._front, self._server.server_state
         # Any: a missing one (a refactor) reads as -1 below, never as a failure.
-        pool: Any = getattr(getattr(ingress, "redis", None), "connection_pool", None)
+        deps: Any = getattr(ingress, "deps", None)
+        pool: Any = getattr(getattr(deps, "redis", None), "connection_pool", None)
         readers = [getattr(c, "_reader", None) for c in getattr(pool, "_available_connections", [])]
-        metrics: Any = getattr(ingress, "metrics", None)
+        metrics: Any = getattr(ingress, "_metrics", None)
         return {
-            "group_commit_waiting": _size(lambda: len(ingress.batcher._waiting)),
-            "group_commit_tasks": _size(lambda: len(ingress.batcher._tasks)),
-            "spill_waiting": _size(lambda: len(ingress.spill._appends._waiting)),
+            "group_commit_waiting": _size(lambda: len(ingress.deps.batcher._waiting)),
+            "group_commit_tasks": _size(lambda: len(ingress.deps.batcher._tasks)),
+            "spill_waiting": _size(lambda: len(ingress.deps.spill._appends._waiting)),
             "source_budgets": _size(lambda: len(front._budget._buckets)),
-            "routes": _size(lambda: len(ingress.routes._routes)),
-            "route_lookups": _size(lambda: len(ingress.routes._loading)),
+            "routes": _size(lambda: len(ingress.deps.routes._routes)),
+            "route_lookups": _size(lambda: len(ingress.deps.routes._loading)),
             "asyncio_tasks": _size(lambda: len(asyncio.all_tasks())),
             "uvicorn_connections": _size(lambda: len(state.connections)),
             "uvicorn_tasks": _size(lambda: len(state.tasks)),
