@@ -214,10 +214,11 @@ class Watch:
             await asyncio.sleep(every_s)
 
     def _find_ingress(self) -> Any:
+        # Through the front's bound endpoints: gc.get_objects() cannot see the Ingress,
+        # made before the startup heap was frozen out of the collector's reach.
         if self._ingress is None:
-            from wamesh_ingress.app import Ingress
-
-            self._ingress = next((o for o in gc.get_objects() if isinstance(o, Ingress)), None)
+            endpoint = next(iter(getattr(self._front, "_webhooks", {}).values()), None)
+            self._ingress = getattr(endpoint, "__self__", None)
         return self._ingress
 
     def in_flight(self) -> dict[str, int]:
