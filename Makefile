@@ -8,6 +8,8 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
+# The real twilio Node library, which the sandbox's tests drive it with (npm registry, locked).
+NODE_STAMP := tools/sandbox/node/node_modules/.installed
 MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 export UV_PYTHON := $(PYTHON)
@@ -33,7 +35,7 @@ buflint: $(STAMP)
 
 # The suite under coverage (branch, the packages); the report fails below the floor in
 # pyproject.toml's [tool.coverage.report].
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m coverage run -m pytest
 	$(BIN)/python -m coverage report
 
@@ -55,5 +57,9 @@ $(STAMP): $(UV) uv.lock pyproject.toml $(MEMBERS)
 	$(UV) sync --locked --all-packages --all-extras --quiet
 	touch $(STAMP)
 
+$(NODE_STAMP): tools/sandbox/node/package.json tools/sandbox/node/package-lock.json
+	npm ci --prefix tools/sandbox/node --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 clean:
-	rm -rf $(VENV) .tools .wamesh .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .wamesh .mypy_cache .ruff_cache tools/sandbox/node/node_modules

@@ -25,6 +25,10 @@ for _service in registry.services().values():
     _group = _service.load_cli()
     if _group is not None:
         app.add_typer(_group, name=_service.name)
+for _tool in registry.dev_tools().values():
+    _group = _tool.load_cli()
+    if _group is not None:
+        dev_app.add_typer(_group, name=_tool.name)
 console = Console(stderr=True)
 
 
@@ -91,7 +95,8 @@ def dev_up(
         ".wamesh/dev"
     ),
 ) -> None:
-    """Start the infrastructure, migrate every service's database, run every service."""
+    """Start the infrastructure, migrate every service's database, run every service and
+    every development tool (the local Twilio sandbox)."""
     from wamesh_kit.migrations import MigrationHistory, upgrade_database
 
     with LocalInfra(data_dir) as infra:
@@ -101,7 +106,9 @@ def dev_up(
                 upgrade_database(infra.postgres.dsn(spec.database), history)
         _print_infra(infra)
         children = [_spawn_service(spec, infra) for spec in registry.services().values()]
+        children += [_spawn_tool(tool, data_dir) for tool in registry.dev_tools().values()]
         console.print(f"services: {', '.join(registry.services()) or 'none yet'}")
+        console.print(f"development tools: {', '.join(registry.dev_tools()) or 'none'}")
         try:
             _wait_for_signal()
         finally:
@@ -116,6 +123,21 @@ def _spawn_service(spec: registry.Service, infra: LocalInfra) -> subprocess.Pope
     if spec.database is not None:
         env["WAMESH_DATABASE_URL"] = infra.postgres.dsn(spec.database)
     return subprocess.Popen([sys.executable, "-m", "wamesh_kit", "serve", spec.name], env=env)
+
+
+def _spawn_tool(tool: registry.DevTool, data_dir: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "WAMESH_DEV_DATA_DIR": str(data_dir / tool.name)}
+    return subprocess.Popen([sys.executable, "-m", "wamesh_kit", "dev", "run", tool.name], env=env)
+
+
+@dev_app.command("run")
+def dev_run(tool: Annotated[str, typer.Argument(help="the development tool to run")]) -> None:
+    """Run one development tool in the foreground (what `wamesh dev up` starts)."""
+    tools = registry.dev_tools()
+    if tool not in tools:
+        console.print(f"[red]unknown tool {tool!r}[/red]; available: {', '.join(tools) or 'none'}")
+        raise typer.Exit(2)
+    tools[tool].load_main()()
 
 
 def _print_infra(infra: LocalInfra) -> None:

@@ -19,12 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import typer
 
 ENTRY_POINT_GROUP = "wamesh.services"
+# Development tools (the local Twilio sandbox): run by `wamesh dev up`, given a command group
+# under `wamesh dev`, never served in a cluster.
+DEV_ENTRY_POINT_GROUP = "wamesh.dev"
+_T = TypeVar("_T", "Service", "DevTool")
 
 
 class RegistryError(RuntimeError):
@@ -61,17 +65,50 @@ class Service:
         return group
 
 
-def services() -> dict[str, Service]:
-    """Every installed service, by name, sorted."""
-    found: dict[str, Service] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+@dataclass(frozen=True)
+class DevTool:
+    """A development tool: ``main`` serves until SIGTERM, configured from ``WAMESH_*``
+    variables (``WAMESH_DEV_DATA_DIR`` says where ``wamesh dev up`` keeps its data); ``cli``
+    is its command group under ``wamesh dev <name>``."""
+
+    name: str
+    main: str
+    cli: str | None = None
+
+    def load_main(self) -> Callable[[], None]:
+        main: Callable[[], None] = pkgutil.resolve_name(self.main)
+        return main
+
+    def load_cli(self) -> typer.Typer | None:
+        if self.cli is None:
+            return None
+        group: typer.Typer = pkgutil.resolve_name(self.cli)
+        return group
+
+
+def _declared(group: str, kind: type[_T]) -> dict[str, _T]:
+    found: dict[str, _T] = {}
+    for entry in entry_points(group=group):
         declared = entry.load()
-        if not isinstance(declared, Service):
-            raise RegistryError(f"{entry.value} is a {type(declared).__name__}, not a Service")
-        if declared.name != entry.name:
-            raise RegistryError(f"{entry.value} declares {declared.name!r} as {entry.name!r}")
+        if not isinstance(declared, kind):
+            raise RegistryError(
+                f"{entry.value} is a {type(declared).__name__}, not a {kind.__name__}"
+            )
+        name = getattr(declared, "name", None)
+        if name != entry.name:
+            raise RegistryError(f"{entry.value} declares {name!r} as {entry.name!r}")
         found[entry.name] = declared
     return dict(sorted(found.items()))
+
+
+def services() -> dict[str, Service]:
+    """Every installed service, by name, sorted."""
+    return _declared(ENTRY_POINT_GROUP, Service)
+
+
+def dev_tools() -> dict[str, DevTool]:
+    """Every installed development tool, by name, sorted."""
+    return _declared(DEV_ENTRY_POINT_GROUP, DevTool)
 
 
 def service(name: str) -> Service:

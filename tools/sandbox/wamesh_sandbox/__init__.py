@@ -1,0 +1,1 @@
+"""A local Twilio: the Messages API, signed webhooks and faults, for development and tests."""
