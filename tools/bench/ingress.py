@@ -31,10 +31,8 @@ import json
 import os
 import random
 import signal
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,7 +42,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 import uvloop
-from benchkit import serve, start
+from benchkit import Results, closed_loop, exchange, open_loop, serve, start
 from twilio.request_validator import RequestValidator
 
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
@@ -192,89 +190,6 @@ class Webhooks:
         return head.encode() + body
 
 
-@dataclass
-class Results:
-    latencies: list[float]
-    failures: int
-    elapsed: float
-
-    def summary(self) -> dict[str, float]:
-        cuts = statistics.quantiles(self.latencies, n=100) if len(self.latencies) > 1 else [0] * 99
-        return {
-            "requests": len(self.latencies) + self.failures,
-            "failures": self.failures,
-            "per_s": round(len(self.latencies) / self.elapsed),
-            "p50_ms": round(cuts[49] * 1000, 2),
-            "p99_ms": round(cuts[98] * 1000, 2),
-        }
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> bool:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    await reader.readexactly(length)
-    return head.startswith(b"HTTP/1.1 200")
-
-
-async def closed_loop(port: int, requests: list[bytes], connections: int) -> Results:
-    queue = iter(requests)
-    latencies: list[float] = []
-    failures = 0
-
-    async def connection() -> None:
-        nonlocal failures
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for request in queue:
-            started = time.perf_counter()
-            if await _exchange(reader, writer, request):
-                latencies.append(time.perf_counter() - started)
-            else:
-                failures += 1
-        writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(connections)))
-    return Results(latencies, failures, time.perf_counter() - started)
-
-
-async def open_loop(port: int, requests: list[bytes], rate: float, connections: int) -> Results:
-    """Send at ``rate``/s whatever the answers do; latency from each request's due time."""
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    latencies: list[float] = []
-    failures = 0
-    start = time.perf_counter()
-
-    async def send(due: float, request: bytes) -> None:
-        nonlocal failures
-        reader, writer = await pool.get()
-        try:
-            ok = await _exchange(reader, writer, request)
-        finally:
-            pool.put_nowait((reader, writer))
-        if ok:
-            latencies.append(time.perf_counter() - due)
-        else:
-            failures += 1
-
-    tasks = []
-    for index, request in enumerate(requests):
-        due = start + index / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(due, request)))
-    await asyncio.gather(*tasks)
-    return Results(latencies, failures, time.perf_counter() - start)
-
-
 async def wait_http(port: int) -> None:
     for _ in range(600):
         try:
@@ -292,7 +207,7 @@ async def wait_ready(port: int) -> None:
     for _ in range(600):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            if await _exchange(reader, writer, request):
+            if await exchange(reader, writer, request):
                 return
         finally:
             writer.close()
