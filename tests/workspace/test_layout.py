@@ -71,19 +71,26 @@ def test_no_service_imports_another(name: str) -> None:
     assert ours <= {"wamesh", "wamesh_kit", own}
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_a_service_imports_only_what_its_package_installs(name: str) -> None:
-    installed = _exported(f"wamesh-{name}")
+# Every package that ships code of its own: the services and the development tools.
+PACKAGES = {f"wamesh-{name}": _package(service) for name, service in SERVICES.items()}
+PACKAGES |= {
+    f"wamesh-{name}": tool.main.split(".")[0] for name, tool in registry.dev_tools().items()
+}
+
+
+@pytest.mark.parametrize("distribution", sorted(PACKAGES))
+def test_a_package_imports_only_what_it_installs(distribution: str) -> None:
+    installed = _exported(distribution)
     by_module = packages_distributions()
     missing = {}
-    for module in _imports(_package(SERVICES[name])):
+    for module in _imports(PACKAGES[distribution]):
         if module in sys.stdlib_module_names or module.startswith(("__future__", "wamesh")):
             continue
         distributions = {d.lower().replace("_", "-") for d in by_module.get(module, [])}
         assert distributions, f"no installed distribution provides {module}"
         if not distributions & installed:
             missing[module] = sorted(distributions)
-    assert missing == {}, f"wamesh-{name} imports what its pyproject.toml does not install"
+    assert missing == {}, f"{distribution} imports what its pyproject.toml does not install"
 
 
 @pytest.mark.parametrize(
@@ -101,6 +108,7 @@ def test_a_service_installs_none_of_what_others_need(name: str, kept_out: set[st
 def _package_sources() -> list[Path]:
     roots = [REPO_ROOT / "libs" / "kit" / "wamesh_kit"]
     roots += [REPO_ROOT / "services" / s.name / _package(s) for s in SERVICES.values()]
+    roots += [REPO_ROOT / "tools" / "sandbox" / "wamesh_sandbox"]
     return [path for root in roots for path in sorted(root.rglob("*.py"))]
 
 

@@ -40,6 +40,15 @@ def test_the_mesh_is_the_installed_service_packages() -> None:
     assert registry.databases() == ["conversations", "tenants"]
 
 
+def test_the_sandbox_is_a_development_tool_and_never_a_service() -> None:
+    tools = registry.dev_tools()
+
+    assert list(tools) == ["sandbox"]
+    assert "sandbox" not in registry.services()
+    assert callable(tools["sandbox"].load_main())
+    assert tools["sandbox"].load_cli() is not None
+
+
 def test_installing_a_package_adds_its_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -202,7 +202,7 @@ class MessagesApi:
         if fault is not None:
             await asyncio.sleep(fault.latency_s())
             if fault.reset == "before":
-                _reset(scope)
+                await _reset(scope, receive)
                 return
             if fault.outcome is None and fault.code is not None and fault.status is not None:
                 raise TwilioError.of(fault.code, status=fault.status)
@@ -215,7 +215,7 @@ class MessagesApi:
         sandbox.record.add_message(message)
         sandbox.deliver(message, account, fault)
         if fault is not None and fault.reset == "after":
-            _reset(scope)
+            await _reset(scope, receive)
             return
         await _json(send, 201, message.resource())
 
@@ -261,7 +261,7 @@ async def _json(send: Send, status: int, body: object) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def _reset(scope: Scope) -> None:
+async def _reset(scope: Scope, receive: Receive) -> None:
     """Drop the connection with a TCP reset and no answer.
 
     ASGI has no way to say "reset": the transport is reached through the server's own send
@@ -275,6 +275,13 @@ def _reset(scope: Scope) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+    # Return only once the server has seen the connection go (``receive`` then says
+    # disconnect): returning first makes uvicorn log "ASGI callable returned without starting
+    # response" as an error and write a 500 to the dropped connection.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1):
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
 
 # -- the admin API --------------------------------------------------------------------------

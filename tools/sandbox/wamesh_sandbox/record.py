@@ -152,7 +152,9 @@ class Record:
         self.webhooks.append(webhook)
 
     def finish_webhook(self, webhook: Webhook) -> None:
-        self._write({"kind": "webhook", **asdict(webhook)})
+        # Nested: the webhook's own ``kind`` ("status", "inbound") must not replace the
+        # event's.
+        self._write({"kind": "webhook", "webhook": asdict(webhook)})
 
     def saw_inbound(self, sender: str, customer: str, body: str, now: float) -> None:
         self.last_inbound[(sender, customer)] = now
@@ -203,7 +205,7 @@ class Record:
         elif kind == "status" and event["sid"] in self.messages:
             self.messages[event["sid"]].advance(event["status"], event["at"], event["error_code"])
         elif kind == "webhook":
-            self.webhooks.append(Webhook(**event))
+            self.webhooks.append(Webhook(**event["webhook"]))
         elif kind == "inbound":
             self.last_inbound[(event["sender"], event["customer"])] = event["at"]
             if event["keyword"] in OPT_OUT:
