@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from wamesh_sandbox.app import create_app
+from wamesh_sandbox.record import RecordError
 from wamesh_sandbox.settings import SandboxSettings, load_accounts
 
 
@@ -16,7 +17,10 @@ def main() -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     host, _, port = settings.listen.rpartition(":")
-    app = create_app(settings, load_accounts(settings))
+    try:
+        app = create_app(settings, load_accounts(settings))
+    except (RecordError, ValueError, OSError) as error:
+        raise SystemExit(f"wamesh sandbox: {error}") from None
     logging.getLogger("wamesh_sandbox").warning(
         "the Twilio sandbox (not Twilio) listens on http://%s: point a client at it with "
         "client.api.base_url",

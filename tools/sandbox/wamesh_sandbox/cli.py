@@ -32,7 +32,11 @@ def _call(
     url: str | None, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
 ) -> Any:
     base = url or f"http://{SandboxSettings().listen}"
-    response = httpx.request(method, base + path, json=body, params=params, timeout=30)
+    try:
+        response = httpx.request(method, base + path, json=body, params=params, timeout=30)
+    except httpx.HTTPError as error:
+        typer.echo(f"cannot reach the sandbox at {base}: {error}", err=True)
+        raise typer.Exit(1) from None
     if response.status_code >= 400:
         typer.echo(response.text, err=True)
         raise typer.Exit(1)

@@ -5,6 +5,7 @@ append-only JSON-lines file and replayed at start, so ``make up`` keeps it acros
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 # Twilio's keywords: these opt a recipient out of (or back into) a sender's messages.
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -109,6 +112,13 @@ class Webhook:
     outcome: str = "pending"  # "delivered", "failed"
 
 
+class RecordError(RuntimeError):
+    """A journal line the sandbox cannot replay: names the file and the line."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        super().__init__(f"{path}:{line}: {problem}; move the file away to start empty")
+
+
 class Record:
     """Everything the sandbox knows, with an optional journal to survive restarts."""
 
@@ -192,10 +202,21 @@ class Record:
 
     def _replay(self, path: Path) -> None:
         journal, self._journal = self._journal, None  # replaying writes nothing
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    self._apply(json.loads(line))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                self._apply(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):  # a write cut short by a kill: the rest is whole
+                    log.warning("%s:%d: a cut-short last line, left out", path, number)
+                    continue
+                raise RecordError(path, number, "is not JSON") from None
+            except (KeyError, TypeError) as error:
+                raise RecordError(
+                    path, number, f"is not an event this sandbox wrote ({error})"
+                ) from None
         self._journal = journal
 
     def _apply(self, event: dict[str, Any]) -> None:
