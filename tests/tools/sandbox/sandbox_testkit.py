@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
 from wamesh_sandbox.app import SandboxApp, create_app
 from wamesh_sandbox.settings import Account, SandboxSettings, Sender, dev_account
 

@@ -10,8 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from twilio.request_validator import RequestValidator
-from wamesh_sandbox.settings import Account, Sender
-from wamesh_sandbox.webhooks import RetryRules
 
 from tests.tools.sandbox.sandbox_testkit import (
     ACCOUNT,
@@ -24,6 +22,8 @@ from tests.tools.sandbox.sandbox_testkit import (
     receiver,
     running_sandbox,
 )
+from wamesh_sandbox.settings import Account, Sender
+from wamesh_sandbox.webhooks import RetryRules
 
 MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT.sid}/Messages.json"
 

@@ -139,6 +139,7 @@ def create_request(form: dict[str, list[str]], account: Account) -> CreateReques
 
 def new_message(account: Account, request: CreateRequest) -> Message:
     now = time.time()
+    status = "accepted" if request.messaging_service_sid else "queued"
     return Message(
         sid=new_sid("MM" if request.media_urls else "SM"),
         account_sid=account.sid,
@@ -152,7 +153,8 @@ def new_message(account: Account, request: CreateRequest) -> Message:
         messaging_service_sid=request.messaging_service_sid,
         created_at=now,
         updated_at=now,
-        status="accepted" if request.messaging_service_sid else "queued",
+        status=status,
+        statuses=[status],
     )
 
 

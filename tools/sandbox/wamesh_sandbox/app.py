@@ -195,10 +195,10 @@ class MessagesApi:
     async def _create(self, scope: Scope, receive: Receive, send: Send, account: Account) -> None:
         sandbox = self._sandbox
         raw = await _body(receive, sandbox.settings.max_body_bytes)
-        form = api.parse_form(raw)
-        fault = sandbox.faults.take(
-            account.sid, form.get("From", [""])[-1], form.get("To", [""])[-1]
-        )
+        request = api.create_request(api.parse_form(raw), account)
+        # After validation, so a fault meets only creates Twilio would have taken, scoped by
+        # the sender a messaging service resolves to.
+        fault = sandbox.faults.take(account.sid, request.from_, request.to)
         if fault is not None:
             await asyncio.sleep(fault.latency_s())
             if fault.reset == "before":
@@ -206,7 +206,6 @@ class MessagesApi:
                 return
             if fault.outcome is None and fault.code is not None and fault.status is not None:
                 raise TwilioError.of(fault.code, status=fault.status)
-        request = api.create_request(form, account)
         if (request.from_, request.to) in sandbox.record.opted_out:
             raise TwilioError.of(21610)
         if not sandbox.faults.admitted(account.sid, request.from_):

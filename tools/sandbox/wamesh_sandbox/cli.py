@@ -53,10 +53,20 @@ def inbound(
     body: Annotated[str, typer.Option(help="what the customer writes")] = "",
     to: Annotated[str, typer.Option(help="the sender number written to")] = DEV_SENDER,
     media: Annotated[list[str] | None, typer.Option(help="a media URL (repeat)")] = None,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="post here instead of the sender's webhook URL")
+    ] = None,
     url: Url = None,
 ) -> None:
     """Act as a customer: post the signed webhook Twilio would, print the answer."""
-    spec = {"from": from_, "to": to, "body": body, "media": [{"url": m} for m in media or []]}
+    spec: dict[str, Any] = {
+        "from": from_,
+        "to": to,
+        "body": body,
+        "media": [{"url": m} for m in media or []],
+    }
+    if webhook_url:
+        spec["webhook_url"] = webhook_url
     _print(_call(url, "POST", "/sandbox/inbound", spec))
 
 

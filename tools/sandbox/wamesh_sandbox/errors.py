@@ -22,6 +22,16 @@ CATALOGUE: dict[int, tuple[int, str]] = {
     21617: (400, "The concatenated message body exceeds the 1600 character limit."),
     21655: (400, "The ContentSid is Invalid."),
     21701: (400, "The Messaging Service does not exist"),
+    # Late failures, reported in status callbacks (a fault's ``outcome`` uses them).
+    30003: (400, "Unreachable destination handset"),
+    30005: (400, "Unknown destination handset"),
+    30006: (400, "Landline or unreachable carrier"),
+    30007: (400, "Message filtered"),
+    30008: (400, "Unknown error"),
+    63003: (400, "Channel could not find To address"),
+    63014: (400, "The message could not be delivered: the user blocked messages from you"),
+    63021: (400, "Channel invalid content error"),
+    63024: (400, "Invalid message recipient"),
     63007: (400, "Twilio could not find a Channel with the specified From address"),
     63016: (
         400,

@@ -239,5 +239,5 @@ class Record:
 
 def _message_fields(message: Message) -> dict[str, Any]:
     fields = asdict(message)
-    fields["statuses"] = []
+    fields["statuses"] = fields["statuses"][:1]  # the later ones are replayed as events
     return fields
