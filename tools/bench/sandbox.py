@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import psutil
 import uvloop
 from benchkit import closed_loop, start
+
 from wamesh_sandbox.settings import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, DEV_SENDER
 
 TEMPLATE = "HX00000000000000000000000000000001"  # the development account knows it

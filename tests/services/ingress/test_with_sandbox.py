@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
-from wamesh_sandbox.settings import Account, Sender
 
 from tests.services.ingress.ingress_testkit import INTERNAL_TOKEN, Tenant, stored_messages
 from tests.tools.sandbox.sandbox_testkit import running_sandbox
@@ -18,6 +17,7 @@ from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.rpc.server import GrpcService
+from wamesh_sandbox.settings import Account, Sender
 
 CUSTOMER = "whatsapp:+15550004444"
 
