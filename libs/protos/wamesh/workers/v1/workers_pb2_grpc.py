@@ -63,6 +63,11 @@ class WorkerRegistryStub:
                 request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.AssignSessionRequest.SerializeToString,
                 response_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.AssignSessionResponse.FromString,
                 _registered_method=True)
+        self.ReleaseSession = channel.unary_unary(
+                '/wamesh.workers.v1.WorkerRegistry/ReleaseSession',
+                request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReleaseSessionRequest.SerializeToString,
+                response_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReleaseSessionResponse.FromString,
+                _registered_method=True)
         self.RouteSession = channel.unary_unary(
                 '/wamesh.workers.v1.WorkerRegistry/RouteSession',
                 request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.RouteSessionRequest.SerializeToString,
@@ -135,8 +140,17 @@ class WorkerRegistryServicer:
 
     def AssignSession(self, request, context):
         """Creates a session if new and places it (on worker_id, or where the registry picks).
-        FAILED_PRECONDITION if expected_epoch is stale or no live worker fits; NOT_FOUND for an
-        unknown worker_id. Already placed as asked: returned unchanged.
+        With no live worker that fits, the session waits PENDING and is placed once one does.
+        FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
+        an unknown worker_id. Already placed as asked: returned unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseSession(self, request, context):
+        """Ends a session: its worker is told to stop (REVOKED) and it is forgotten. FAILED_PRECONDITION
+        if expected_epoch is stale; an unknown session is a no-op.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -213,6 +227,11 @@ def add_WorkerRegistryServicer_to_server(servicer, server):
                     servicer.AssignSession,
                     request_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.AssignSessionRequest.FromString,
                     response_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.AssignSessionResponse.SerializeToString,
+            ),
+            'ReleaseSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseSession,
+                    request_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReleaseSessionRequest.FromString,
+                    response_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReleaseSessionResponse.SerializeToString,
             ),
             'RouteSession': grpc.unary_unary_rpc_method_handler(
                     servicer.RouteSession,
@@ -384,6 +403,33 @@ class WorkerRegistry:
             '/wamesh.workers.v1.WorkerRegistry/AssignSession',
             wamesh_dot_workers_dot_v1_dot_workers__pb2.AssignSessionRequest.SerializeToString,
             wamesh_dot_workers_dot_v1_dot_workers__pb2.AssignSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wamesh.workers.v1.WorkerRegistry/ReleaseSession',
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.ReleaseSessionRequest.SerializeToString,
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.ReleaseSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

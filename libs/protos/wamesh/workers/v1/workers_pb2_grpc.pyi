@@ -53,8 +53,13 @@ class WorkerRegistryStub:
     """
     AssignSession: _grpc.UnaryUnaryMultiCallable[_workers_pb2.AssignSessionRequest, _workers_pb2.AssignSessionResponse]
     """Creates a session if new and places it (on worker_id, or where the registry picks).
-    FAILED_PRECONDITION if expected_epoch is stale or no live worker fits; NOT_FOUND for an
-    unknown worker_id. Already placed as asked: returned unchanged.
+    With no live worker that fits, the session waits PENDING and is placed once one does.
+    FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
+    an unknown worker_id. Already placed as asked: returned unchanged.
+    """
+    ReleaseSession: _grpc.UnaryUnaryMultiCallable[_workers_pb2.ReleaseSessionRequest, _workers_pb2.ReleaseSessionResponse]
+    """Ends a session: its worker is told to stop (REVOKED) and it is forgotten. FAILED_PRECONDITION
+    if expected_epoch is stale; an unknown session is a no-op.
     """
     RouteSession: _grpc.UnaryUnaryMultiCallable[_workers_pb2.RouteSessionRequest, _workers_pb2.RouteSessionResponse]
     """Where a session lives now (the hot route, from Redis). NOT_FOUND for an unknown session;
@@ -98,8 +103,13 @@ class WorkerRegistryAsyncStub(WorkerRegistryStub):
     """
     AssignSession: _aio.UnaryUnaryMultiCallable[_workers_pb2.AssignSessionRequest, _workers_pb2.AssignSessionResponse]  # type: ignore[assignment]
     """Creates a session if new and places it (on worker_id, or where the registry picks).
-    FAILED_PRECONDITION if expected_epoch is stale or no live worker fits; NOT_FOUND for an
-    unknown worker_id. Already placed as asked: returned unchanged.
+    With no live worker that fits, the session waits PENDING and is placed once one does.
+    FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
+    an unknown worker_id. Already placed as asked: returned unchanged.
+    """
+    ReleaseSession: _aio.UnaryUnaryMultiCallable[_workers_pb2.ReleaseSessionRequest, _workers_pb2.ReleaseSessionResponse]  # type: ignore[assignment]
+    """Ends a session: its worker is told to stop (REVOKED) and it is forgotten. FAILED_PRECONDITION
+    if expected_epoch is stale; an unknown session is a no-op.
     """
     RouteSession: _aio.UnaryUnaryMultiCallable[_workers_pb2.RouteSessionRequest, _workers_pb2.RouteSessionResponse]  # type: ignore[assignment]
     """Where a session lives now (the hot route, from Redis). NOT_FOUND for an unknown session;
@@ -170,8 +180,19 @@ class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workers_pb2.AssignSessionResponse, _abc.Awaitable[_workers_pb2.AssignSessionResponse]]:
         """Creates a session if new and places it (on worker_id, or where the registry picks).
-        FAILED_PRECONDITION if expected_epoch is stale or no live worker fits; NOT_FOUND for an
-        unknown worker_id. Already placed as asked: returned unchanged.
+        With no live worker that fits, the session waits PENDING and is placed once one does.
+        FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
+        an unknown worker_id. Already placed as asked: returned unchanged.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseSession(
+        self,
+        request: _workers_pb2.ReleaseSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workers_pb2.ReleaseSessionResponse, _abc.Awaitable[_workers_pb2.ReleaseSessionResponse]]:
+        """Ends a session: its worker is told to stop (REVOKED) and it is forgotten. FAILED_PRECONDITION
+        if expected_epoch is stale; an unknown session is a no-op.
         """
 
     @_abc_1.abstractmethod

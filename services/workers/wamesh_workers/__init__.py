@@ -1,0 +1,1 @@
+"""The session-worker registry: which worker holds each session, fenced by an epoch."""

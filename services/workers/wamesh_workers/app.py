@@ -1,0 +1,61 @@
+"""Wiring: settings → engine, Redis → the WorkerRegistry, its sweep and the pod watch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from opentelemetry.trace import TracerProvider
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from wamesh.workers.v1 import workers_pb2, workers_pb2_grpc
+from wamesh_kit.rpc.database_service import BackgroundLoop, Backing, Wiring, database_service
+from wamesh_kit.rpc.server import GrpcService, Service
+from wamesh_workers.announcer import Announcer
+from wamesh_workers.servicer import WorkerRegistry, sweeping
+from wamesh_workers.settings import WorkersSettings
+from wamesh_workers.store import WorkerStore
+
+REDIS_TIMEOUT_S = 0.5
+
+
+@asynccontextmanager
+async def workers_service(
+    settings: WorkersSettings,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    tracer_provider: TracerProvider | None = None,
+) -> AsyncIterator[GrpcService]:
+    """The workers gRPC server and its sweep, started; stopped on exit."""
+
+    def wire(backing: Backing) -> Wiring:
+        store = WorkerStore(backing.engine, timedelta(seconds=settings.lease_ttl_s))
+        announcer = Announcer(backing.redis, route_ttl_s=max(1, int(settings.lease_ttl_s)))
+        servicer = WorkerRegistry(store, announcer, backing.redis, settings)
+
+        async def sweep(stop: asyncio.Event) -> None:
+            await sweeping(store, announcer, settings.sweep_interval_s, stop)
+
+        loops: dict[str, BackgroundLoop] = {"sweep": sweep}
+        return Wiring(
+            [
+                Service(
+                    workers_pb2.DESCRIPTOR.services_by_name["WorkerRegistry"],
+                    servicer,
+                    workers_pb2_grpc.add_WorkerRegistryServicer_to_server,
+                )
+            ],
+            loops,
+        )
+
+    async with database_service(
+        settings,
+        wire,
+        client_name="workers",
+        registry=registry,
+        tracer_provider=tracer_provider,
+        redis_socket_timeout_s=REDIS_TIMEOUT_S,
+    ) as server:
+        yield server

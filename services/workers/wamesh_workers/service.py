@@ -1,0 +1,12 @@
+"""The workers service as the mesh sees it (see wamesh_kit.registry)."""
+
+from pathlib import Path
+
+from wamesh_kit.registry import Service
+
+SERVICE = Service(
+    name="workers",
+    main="wamesh_workers.__main__:main",
+    migrations=Path(__file__).parent / "migrations",
+    database="workers",
+)

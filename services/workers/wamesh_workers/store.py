@@ -1,0 +1,696 @@
+"""The registry's truth in Postgres: workers and their leases, sessions and their holders.
+
+Every change of who holds a session runs in one transaction that first takes one
+transaction-scoped advisory lock, so placements are decided one at a time across every
+replica (and a replica that dies mid-decision just rolls back). Each such change raises the
+session's epoch, so whatever the previous holder still does carries an older epoch and is
+refused. A method returns the :class:`Change` list it committed; the servicer tells the
+workers concerned and refreshes the hot routes after the commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from wamesh_kit.errors import AlreadyExists, FailedPrecondition, NotFound
+from wamesh_workers.schema import events, sessions, workers
+
+# pg_advisory_xact_lock key of every placement decision ("wrkr").
+PLACEMENT_LOCK = 0x77726B72
+
+WorkerState = Literal["active", "lost", "gone"]
+Action = Literal["assigned", "revoked"]
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    id: str
+    instance_id: str
+    kind: str
+    endpoint: str
+    capacity: int
+    labels: dict[str, str]
+    state: str
+    load: float
+    registered_at: datetime
+    last_heartbeat_at: datetime | None
+    lease_expires_at: datetime
+    session_count: int = 0
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    tenant_id: str
+    kind: str
+    required_labels: dict[str, str]
+    state: str
+    worker_id: str | None
+    epoch: int
+    assigned_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A worker gained (``assigned``) or must stop (``revoked``) a session at an epoch."""
+
+    action: Action
+    worker_id: str
+    endpoint: str
+    session: SessionRow
+
+
+@dataclass
+class Outcome:
+    changes: list[Change] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Registration:
+    instance_id: str
+    kind: str
+    endpoint: str
+    capacity: int
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Beat:
+    lease_expires_at: datetime
+    release_session_ids: list[str]
+
+
+def _worker(row: sa.RowMapping, count: int = 0) -> WorkerRow:
+    return WorkerRow(
+        id=row["id"],
+        instance_id=row["instance_id"],
+        kind=row["kind"],
+        endpoint=row["endpoint"],
+        capacity=row["capacity"],
+        labels=dict(row["labels"]),
+        state=row["state"],
+        load=row["load"],
+        registered_at=row["registered_at"],
+        last_heartbeat_at=row["last_heartbeat_at"],
+        lease_expires_at=row["lease_expires_at"],
+        session_count=count,
+    )
+
+
+def _session(row: sa.RowMapping) -> SessionRow:
+    return SessionRow(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        kind=row["kind"],
+        required_labels=dict(row["required_labels"]),
+        state=row["state"],
+        worker_id=row["worker_id"],
+        epoch=row["epoch"],
+        assigned_at=row["assigned_at"],
+    )
+
+
+class WorkerStore:
+    def __init__(self, engine: AsyncEngine, lease_ttl: timedelta) -> None:
+        self._engine = engine
+        self._ttl = lease_ttl
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def register(self, spec: Registration, now: datetime) -> tuple[WorkerRow, Outcome]:
+        """A new worker (or, for a retry of a registration whose answer was lost, the same)."""
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            await _lock(conn)
+            holders = (
+                await conn.execute(
+                    sa.select(workers).where(
+                        workers.c.instance_id == spec.instance_id, workers.c.state == "active"
+                    )
+                )
+            ).mappings()
+            for holder in [_worker(row) for row in holders]:
+                if holder.lease_expires_at > now:
+                    if _is_retry(holder, spec):
+                        return holder, outcome
+                    raise AlreadyExists(
+                        "is held by a live worker; wait for its lease to expire",
+                        field="instance_id",
+                    )
+                await self._lose(conn, holder, "its instance id registered again", now, outcome)
+            worker_id = "w-" + uuid.uuid4().hex[:16]
+            row = (
+                (
+                    await conn.execute(
+                        workers.insert()
+                        .values(
+                            id=worker_id,
+                            instance_id=spec.instance_id,
+                            kind=spec.kind,
+                            endpoint=spec.endpoint,
+                            capacity=spec.capacity,
+                            labels=spec.labels,
+                            state="active",
+                            load=0.0,
+                            registered_at=now,
+                            last_heartbeat_at=None,
+                            lease_expires_at=now + self._ttl,
+                        )
+                        .returning(*workers.c)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            await _event(conn, "worker_registered", now, worker_id=worker_id)
+            await self._place_pending(conn, now, outcome)
+        return _worker(row), outcome
+
+    async def heartbeat(
+        self, worker_id: str, load: float, held: Sequence[tuple[str, int]], now: datetime
+    ) -> tuple[Beat | None, Outcome]:
+        """The renewed lease and the sessions to stop; None if the lease is gone (the
+        worker was lost now or before: it must stop everything and register again)."""
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(workers).where(workers.c.id == worker_id).with_for_update()
+                    )
+                )
+                .mappings()
+                .one_or_none()
+            )
+            if row is None or row["state"] != "active":
+                return None, outcome
+            if row["lease_expires_at"] <= now:
+                await _lock(conn)
+                await self._lose(conn, _worker(row), "its lease expired", now, outcome)
+                return None, outcome
+            expires = now + self._ttl
+            await conn.execute(
+                workers.update()
+                .where(workers.c.id == worker_id)
+                .values(load=load, last_heartbeat_at=now, lease_expires_at=expires)
+            )
+            release = await _not_held(conn, worker_id, held)
+        return Beat(expires, release), outcome
+
+    async def deregister(self, worker_id: str, now: datetime) -> Outcome:
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            await _lock(conn)
+            row = (
+                (await conn.execute(sa.select(workers).where(workers.c.id == worker_id)))
+                .mappings()
+                .one_or_none()
+            )
+            if row is None or row["state"] != "active":
+                return outcome
+            await conn.execute(
+                workers.update().where(workers.c.id == worker_id).values(state="gone")
+            )
+            await _event(conn, "worker_deregistered", now, worker_id=worker_id)
+            await self._move_all_from(conn, _worker(row), "its worker deregistered", now, outcome)
+        return outcome
+
+    async def lose(self, worker_id: str, reason: str, now: datetime) -> Outcome:
+        """Declare a live worker lost (its pod went): its sessions move at once."""
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            await _lock(conn)
+            row = (
+                (await conn.execute(sa.select(workers).where(workers.c.id == worker_id)))
+                .mappings()
+                .one_or_none()
+            )
+            if row is not None and row["state"] == "active":
+                await self._lose(conn, _worker(row), reason, now, outcome)
+        return outcome
+
+    async def active_worker_of_instance(self, instance_id: str) -> str | None:
+        async with self._engine.connect() as conn:
+            found: str | None = await conn.scalar(
+                sa.select(workers.c.id).where(
+                    workers.c.instance_id == instance_id, workers.c.state == "active"
+                )
+            )
+        return found
+
+    async def sweep(self, now: datetime) -> Outcome:
+        """Lose every worker whose lease expired, then place what waits."""
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            await _lock(conn)
+            expired = (
+                await conn.execute(
+                    sa.select(workers).where(
+                        workers.c.state == "active", workers.c.lease_expires_at <= now
+                    )
+                )
+            ).mappings()
+            for worker in [_worker(row) for row in expired]:
+                await self._lose(conn, worker, "its lease expired", now, outcome)
+            await self._place_pending(conn, now, outcome)
+        return outcome
+
+    async def worker(self, worker_id: str) -> WorkerRow:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(workers).where(workers.c.id == worker_id)))
+                .mappings()
+                .one_or_none()
+            )
+            if row is None:
+                raise NotFound("no such worker", field="worker_id")
+            count = await conn.scalar(
+                sa.select(sa.func.count()).where(sessions.c.worker_id == worker_id)
+            )
+        return _worker(row, int(count or 0))
+
+    async def list_workers(
+        self, limit: int, after: str | None, kind: str, state: str
+    ) -> list[WorkerRow]:
+        counts = (
+            sa.select(sessions.c.worker_id, sa.func.count().label("n"))
+            .group_by(sessions.c.worker_id)
+            .subquery()
+        )
+        query = (
+            sa.select(workers, sa.func.coalesce(counts.c.n, 0).label("session_count"))
+            .outerjoin(counts, counts.c.worker_id == workers.c.id)
+            .order_by(workers.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(workers.c.id > after)
+        if kind:
+            query = query.where(workers.c.kind == kind)
+        if state:
+            query = query.where(workers.c.state == state)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_worker(row, int(row["session_count"])) for row in rows]
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def assign(
+        self,
+        session: SessionRow,
+        worker_id: str,
+        expected_epoch: int,
+        now: datetime,
+    ) -> tuple[SessionRow, Outcome]:
+        """Create ``session`` if new; place it on ``worker_id`` (a move) or, while it waits,
+        wherever fits best. Already placed as asked: unchanged."""
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            await _lock(conn)
+            current = await _session_for_update(conn, session.id)
+            if current is None:
+                await conn.execute(
+                    sessions.insert().values(
+                        id=session.id,
+                        tenant_id=session.tenant_id,
+                        kind=session.kind,
+                        required_labels=session.required_labels,
+                        state="pending",
+                        worker_id=None,
+                        epoch=0,
+                        assigned_at=None,
+                        created_at=now,
+                    )
+                )
+                current = replace(session, state="pending", worker_id=None, epoch=0)
+            elif (current.tenant_id, current.kind) != (session.tenant_id, session.kind):
+                raise FailedPrecondition(
+                    f"exists for tenant {current.tenant_id!r}, kind {current.kind!r}",
+                    field="session_id",
+                )
+            if expected_epoch and expected_epoch != current.epoch:
+                raise FailedPrecondition(
+                    f"is stale: the session is at epoch {current.epoch}", field="expected_epoch"
+                )
+            if worker_id:
+                target = await _fitting_target(conn, current, worker_id)
+                if current.worker_id != target.id:
+                    current = await self._move(
+                        conn, current, target, "moved by request", now, outcome
+                    )
+            elif current.state == "pending":
+                fits = await _candidates(conn)
+                best = _best(fits, current)
+                if best is not None:
+                    current = await self._move(conn, current, best, "placed", now, outcome)
+        return current, outcome
+
+    async def release(self, session_id: str, expected_epoch: int, now: datetime) -> Outcome:
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            await _lock(conn)
+            current = await _session_for_update(conn, session_id)
+            if current is None:
+                return outcome
+            if expected_epoch and expected_epoch != current.epoch:
+                raise FailedPrecondition(
+                    f"is stale: the session is at epoch {current.epoch}", field="expected_epoch"
+                )
+            await self._revoke(conn, current, "released", now, outcome)
+            await conn.execute(sessions.delete().where(sessions.c.id == session_id))
+        return outcome
+
+    async def session(self, session_id: str) -> SessionRow:
+        async with self._engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(sessions).where(sessions.c.id == session_id)))
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            raise NotFound("no such session", field="session_id")
+        return _session(row)
+
+    async def route(self, session_id: str) -> tuple[SessionRow, str]:
+        """The session and its holder's endpoint ('' while it waits)."""
+        query = (
+            sa.select(sessions, workers.c.endpoint)
+            .outerjoin(workers, workers.c.id == sessions.c.worker_id)
+            .where(sessions.c.id == session_id)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().one_or_none()
+        if row is None:
+            raise NotFound("no such session", field="session_id")
+        return _session(row), row["endpoint"] or ""
+
+    async def held_by(self, worker_id: str) -> list[SessionRow]:
+        async with self._engine.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(sessions)
+                        .where(sessions.c.worker_id == worker_id)
+                        .order_by(sessions.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [_session(row) for row in rows]
+
+    async def list_sessions(
+        self, limit: int, after: str | None, tenant_id: str, worker_id: str, kind: str
+    ) -> list[SessionRow]:
+        query = sa.select(sessions).order_by(sessions.c.id).limit(limit)
+        if after is not None:
+            query = query.where(sessions.c.id > after)
+        if tenant_id:
+            query = query.where(sessions.c.tenant_id == tenant_id)
+        if worker_id:
+            query = query.where(sessions.c.worker_id == worker_id)
+        if kind:
+            query = query.where(sessions.c.kind == kind)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_session(row) for row in rows]
+
+    async def record_qr(self, session: SessionRow, now: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await _event(
+                conn, "qr_code_put", now, worker_id=session.worker_id or "", session=session
+            )
+
+    async def list_events(
+        self, limit: int, before: int | None, worker_id: str, session_id: str, tenant_id: str
+    ) -> list[dict[str, Any]]:
+        query = sa.select(events).order_by(events.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(events.c.id < before)
+        for column, value in (
+            (events.c.worker_id, worker_id),
+            (events.c.session_id, session_id),
+            (events.c.tenant_id, tenant_id),
+        ):
+            if value:
+                query = query.where(column == value)
+        async with self._engine.connect() as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+    # -- placement (inside a locked transaction) -------------------------------------------
+
+    async def _lose(
+        self,
+        conn: AsyncConnection,
+        worker: WorkerRow,
+        reason: str,
+        now: datetime,
+        outcome: Outcome,
+    ) -> None:
+        await conn.execute(workers.update().where(workers.c.id == worker.id).values(state="lost"))
+        await _event(conn, "worker_lost", now, worker_id=worker.id, detail=reason)
+        await self._move_all_from(conn, worker, f"its worker was lost: {reason}", now, outcome)
+
+    async def _move_all_from(
+        self,
+        conn: AsyncConnection,
+        worker: WorkerRow,
+        reason: str,
+        now: datetime,
+        outcome: Outcome,
+    ) -> None:
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.worker_id == worker.id)
+                    .order_by(sessions.c.id)
+                    .with_for_update()
+                )
+            )
+            .mappings()
+            .all()
+        )
+        fits = await _candidates(conn)
+        for held in [_session(row) for row in rows]:
+            best = _best(fits, held)
+            if best is None:
+                await self._revoke(conn, held, reason, now, outcome, to_pending=True)
+            else:
+                await self._move(conn, held, best, reason, now, outcome)
+
+    async def _place_pending(self, conn: AsyncConnection, now: datetime, outcome: Outcome) -> None:
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.state == "pending")
+                    .order_by(sessions.c.created_at, sessions.c.id)
+                    .with_for_update()
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return
+        fits = await _candidates(conn)
+        for waiting in [_session(row) for row in rows]:
+            best = _best(fits, waiting)
+            if best is not None:
+                await self._move(conn, waiting, best, "placed", now, outcome)
+
+    async def _move(
+        self,
+        conn: AsyncConnection,
+        current: SessionRow,
+        target: WorkerRow,
+        reason: str,
+        now: datetime,
+        outcome: Outcome,
+    ) -> SessionRow:
+        if current.worker_id is not None:
+            await self._revoke(conn, current, reason, now, outcome)
+        placed = replace(
+            current,
+            state="assigned",
+            worker_id=target.id,
+            epoch=current.epoch + 1,
+            assigned_at=now,
+        )
+        await conn.execute(
+            sessions.update()
+            .where(sessions.c.id == current.id)
+            .values(state="assigned", worker_id=target.id, epoch=placed.epoch, assigned_at=now)
+        )
+        await _event(
+            conn, "session_assigned", now, worker_id=target.id, session=placed, detail=reason
+        )
+        outcome.changes.append(Change("assigned", target.id, target.endpoint, placed))
+        return placed
+
+    async def _revoke(
+        self,
+        conn: AsyncConnection,
+        current: SessionRow,
+        reason: str,
+        now: datetime,
+        outcome: Outcome,
+        *,
+        to_pending: bool = False,
+    ) -> None:
+        if current.worker_id is None:
+            return
+        outcome.changes.append(Change("revoked", current.worker_id, "", current))
+        await _event(
+            conn,
+            "session_revoked",
+            now,
+            worker_id=current.worker_id,
+            session=current,
+            detail=reason,
+        )
+        if to_pending:
+            await conn.execute(
+                sessions.update()
+                .where(sessions.c.id == current.id)
+                .values(state="pending", worker_id=None, epoch=current.epoch + 1, assigned_at=None)
+            )
+
+
+async def _lock(conn: AsyncConnection) -> None:
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PLACEMENT_LOCK)))
+
+
+def _is_retry(holder: WorkerRow, spec: Registration) -> bool:
+    same = (holder.kind, holder.endpoint, holder.capacity, holder.labels) == (
+        spec.kind,
+        spec.endpoint,
+        spec.capacity,
+        spec.labels,
+    )
+    return same and holder.last_heartbeat_at is None
+
+
+async def _not_held(
+    conn: AsyncConnection, worker_id: str, held: Sequence[tuple[str, int]]
+) -> list[str]:
+    if not held:
+        return []
+    ids = [session_id for session_id, _ in held]
+    rows = (
+        await conn.execute(
+            sa.select(sessions.c.id, sessions.c.worker_id, sessions.c.epoch).where(
+                sessions.c.id.in_(ids)
+            )
+        )
+    ).all()
+    truth = {row.id: (row.worker_id, row.epoch) for row in rows}
+    return [session_id for session_id, epoch in held if truth.get(session_id) != (worker_id, epoch)]
+
+
+async def _session_for_update(conn: AsyncConnection, session_id: str) -> SessionRow | None:
+    row = (
+        (
+            await conn.execute(
+                sa.select(sessions).where(sessions.c.id == session_id).with_for_update()
+            )
+        )
+        .mappings()
+        .one_or_none()
+    )
+    return None if row is None else _session(row)
+
+
+async def _candidates(conn: AsyncConnection) -> dict[str, WorkerRow]:
+    """Every live worker with how many sessions it holds: the state placement works on."""
+    counts = (
+        sa.select(sessions.c.worker_id, sa.func.count().label("n"))
+        .where(sessions.c.worker_id.is_not(None))
+        .group_by(sessions.c.worker_id)
+        .subquery()
+    )
+    rows = (
+        (
+            await conn.execute(
+                sa.select(workers, sa.func.coalesce(counts.c.n, 0).label("session_count"))
+                .outerjoin(counts, counts.c.worker_id == workers.c.id)
+                .where(workers.c.state == "active")
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return {row["id"]: _worker(row, int(row["session_count"])) for row in rows}
+
+
+def fits(worker: WorkerRow, session: SessionRow) -> bool:
+    return (
+        worker.state == "active"
+        and worker.kind == session.kind
+        and all(worker.labels.get(k) == v for k, v in session.required_labels.items())
+    )
+
+
+def _best(candidates: dict[str, WorkerRow], session: SessionRow) -> WorkerRow | None:
+    """The fitting worker with the most free capacity (ties: the smallest id), counted as
+    holding one more; None when none fits."""
+    free = [
+        w
+        for w in candidates.values()
+        if w.id != session.worker_id and fits(w, session) and w.session_count < w.capacity
+    ]
+    if not free:
+        return None
+    best = min(free, key=lambda w: (-(w.capacity - w.session_count), w.id))
+    candidates[best.id] = replace(best, session_count=best.session_count + 1)
+    if session.worker_id in candidates:
+        old = candidates[session.worker_id]
+        candidates[session.worker_id] = replace(old, session_count=old.session_count - 1)
+    return best
+
+
+async def _fitting_target(conn: AsyncConnection, session: SessionRow, worker_id: str) -> WorkerRow:
+    candidates = await _candidates(conn)
+    target = candidates.get(worker_id)
+    if target is None:
+        exists = await conn.scalar(sa.select(workers.c.id).where(workers.c.id == worker_id))
+        if exists is None:
+            raise NotFound("no such worker", field="worker_id")
+        raise FailedPrecondition("is not live", field="worker_id")
+    if not fits(target, session):
+        raise FailedPrecondition(
+            "is not of the session's kind or lacks its required labels", field="worker_id"
+        )
+    if session.worker_id != target.id and target.session_count >= target.capacity:
+        raise FailedPrecondition("is at capacity", field="worker_id")
+    return target
+
+
+async def _event(
+    conn: AsyncConnection,
+    kind: str,
+    now: datetime,
+    *,
+    worker_id: str,
+    session: SessionRow | None = None,
+    detail: str = "",
+) -> None:
+    await conn.execute(
+        events.insert().values(
+            kind=kind,
+            worker_id=worker_id,
+            session_id=session.id if session else "",
+            tenant_id=session.tenant_id if session else "",
+            epoch=session.epoch if session else 0,
+            detail=detail,
+            occurred_at=now,
+        )
+    )

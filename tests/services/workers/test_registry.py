@@ -1,0 +1,340 @@
+"""Workers register, heartbeat and are placed sessions; leases fence them; bad input is refused
+naming its field. Over real gRPC, Postgres and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.services.workers.workers_testkit import registration, session_request, unique
+from wamesh.workers.v1 import workers_pb2 as pb
+
+
+async def register(internal: Any, **kwargs: Any) -> pb.Worker:
+    response = await internal.RegisterWorker(registration(**kwargs))
+    worker: pb.Worker = response.worker
+    return worker
+
+
+async def assign(internal: Any, **kwargs: Any) -> pb.Session:
+    response = await internal.AssignSession(session_request(**kwargs))
+    session: pb.Session = response.session
+    return session
+
+
+async def code_of(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call
+    return error.value.code(), error.value.details() or ""
+
+
+async def test_a_session_goes_to_the_worker_with_most_free_capacity(internal: Any) -> None:
+    kind = unique("k")
+    small = await register(internal, kind=kind, capacity=2)
+    large = await register(internal, kind=kind, capacity=5)
+
+    placed = [await assign(internal, kind=kind) for _ in range(5)]
+
+    holders = [s.worker_id for s in placed]
+    assert holders.count(large.id) == 4
+    assert holders.count(small.id) == 1
+    assert all(s.state == pb.SESSION_STATE_ASSIGNED and s.epoch == 1 for s in placed)
+
+
+async def test_with_no_fitting_worker_a_session_waits_then_is_placed(internal: Any) -> None:
+    kind = unique("k")
+    waiting = await assign(internal, kind=kind, required_labels={"region": "eu"})
+    assert waiting.state == pb.SESSION_STATE_PENDING
+    await register(internal, kind=kind, capacity=3, region="us")
+    eu = await register(internal, kind=kind, capacity=3, region="eu")
+
+    route = await internal.RouteSession(pb.RouteSessionRequest(session_id=waiting.id))
+
+    assert (route.worker_id, route.endpoint, route.epoch) == (eu.id, eu.endpoint, 1)
+
+
+async def test_a_full_worker_gets_nothing(internal: Any) -> None:
+    kind = unique("k")
+    await register(internal, kind=kind, capacity=1)
+    await assign(internal, kind=kind)
+
+    waiting = await assign(internal, kind=kind)
+
+    assert waiting.state == pb.SESSION_STATE_PENDING
+
+
+async def test_a_lost_worker_is_fenced_and_its_sessions_move_under_new_epochs(
+    internal: Any,
+) -> None:
+    kind = unique("k")
+    dying = await register(internal, kind=kind, capacity=10)
+    sessions = [await assign(internal, kind=kind) for _ in range(3)]
+    assert {s.worker_id for s in sessions} == {dying.id}
+    alive = await register(internal, kind=kind, capacity=10)
+
+    async def keep_alive() -> None:
+        while True:
+            await internal.Heartbeat(pb.HeartbeatRequest(worker_id=alive.id, load=0.1))
+            await asyncio.sleep(0.3)
+
+    beating = asyncio.create_task(keep_alive())
+    try:
+        # `dying` sends no heartbeat: past its 2 s lease the sweep loses it.
+        async def moved() -> list[pb.Session] | None:
+            listed = await internal.ListSessions(pb.ListSessionsRequest(worker_id=alive.id))
+            return list(listed.sessions) if len(listed.sessions) == 3 else None
+
+        found = await eventually_async(moved)
+        code, details = await code_of(
+            internal.Heartbeat(
+                pb.HeartbeatRequest(
+                    worker_id=dying.id,
+                    sessions=[pb.HeldSession(session_id=s.id, epoch=s.epoch) for s in sessions],
+                )
+            )
+        )
+    finally:
+        beating.cancel()
+    assert all(s.epoch == 2 for s in found)
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert "worker_id" in details
+    workers = await internal.ListWorkers(pb.ListWorkersRequest(kind=kind))
+    states = {w.id: w.state for w in workers.workers}
+    assert states == {dying.id: pb.WORKER_STATE_LOST, alive.id: pb.WORKER_STATE_ACTIVE}
+
+
+async def eventually_async(check: Callable[[], Any], timeout_s: float = 15) -> Any:
+    async with asyncio.timeout(timeout_s):
+        while (found := await check()) is None:  # noqa: ASYNC110 - polled over gRPC
+            await asyncio.sleep(0.1)
+    return found
+
+
+async def test_a_heartbeat_lists_what_the_worker_holds_no_longer(internal: Any) -> None:
+    kind = unique("k")
+    worker = await register(internal, kind=kind)
+    held = await assign(internal, kind=kind)
+    other = await register(internal, kind=kind)
+    moved = await internal.AssignSession(
+        pb.AssignSessionRequest(
+            session_id=held.id,
+            tenant_id=held.tenant_id,
+            kind=kind,
+            worker_id=other.id,
+            expected_epoch=held.epoch,
+        )
+    )
+
+    beat = await internal.Heartbeat(
+        pb.HeartbeatRequest(
+            worker_id=worker.id,
+            sessions=[
+                pb.HeldSession(session_id=held.id, epoch=held.epoch),
+                pb.HeldSession(session_id="never-existed", epoch=1),
+            ],
+        )
+    )
+
+    assert moved.session.epoch == held.epoch + 1
+    assert sorted(beat.release_session_ids) == sorted([held.id, "never-existed"])
+
+
+async def test_a_stale_expected_epoch_is_refused(internal: Any) -> None:
+    kind = unique("k")
+    first = await register(internal, kind=kind)
+    second = await register(internal, kind=kind)
+    session = await assign(internal, kind=kind)
+    target = second.id if session.worker_id == first.id else first.id
+
+    code, details = await code_of(
+        internal.AssignSession(
+            pb.AssignSessionRequest(
+                session_id=session.id,
+                tenant_id=session.tenant_id,
+                kind=kind,
+                worker_id=target,
+                expected_epoch=session.epoch + 5,
+            )
+        )
+    )
+
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "expected_epoch" in details
+
+
+async def test_a_second_process_with_a_live_instance_id_is_refused(internal: Any) -> None:
+    spec = registration()
+    first = (await internal.RegisterWorker(spec)).worker
+    retry = (await internal.RegisterWorker(spec)).worker  # its answer was lost: the same
+    await internal.Heartbeat(pb.HeartbeatRequest(worker_id=first.id))
+
+    code, details = await code_of(internal.RegisterWorker(spec))
+
+    assert retry.id == first.id
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    assert "instance_id" in details
+
+
+async def test_assignments_stream_a_snapshot_then_changes(internal: Any) -> None:
+    kind = unique("k")
+    worker = await register(internal, kind=kind)
+    before = await assign(internal, kind=kind)
+    stream = internal.WatchAssignments(pb.WatchAssignmentsRequest(worker_id=worker.id))
+    first = await stream.read()
+    synced = await stream.read()
+    after = await assign(internal, kind=kind)
+    assigned = await stream.read()
+    await internal.ReleaseSession(pb.ReleaseSessionRequest(session_id=before.id))
+    revoked = await stream.read()
+    stream.cancel()
+
+    assert (first.action, first.session.id) == (pb.ASSIGNMENT_ACTION_ASSIGNED, before.id)
+    assert synced.action == pb.ASSIGNMENT_ACTION_SYNCED
+    assert (assigned.action, assigned.session.id, assigned.session.epoch) == (
+        pb.ASSIGNMENT_ACTION_ASSIGNED,
+        after.id,
+        1,
+    )
+    assert (revoked.action, revoked.session.id) == (pb.ASSIGNMENT_ACTION_REVOKED, before.id)
+
+
+async def test_qr_codes_are_fenced_replaced_and_expire(internal: Any, admin: Any) -> None:
+    kind = unique("k")
+    worker = await register(internal, kind=kind)
+    session = await assign(internal, kind=kind)
+
+    def put(payload: str, epoch: int, worker_id: str = worker.id) -> Any:
+        return internal.PutQrCode(
+            pb.PutQrCodeRequest(
+                session_id=session.id, worker_id=worker_id, epoch=epoch, qr_payload=payload
+            )
+        )
+
+    stale = await code_of(put("old-epoch", session.epoch - 1))
+    await put("first", session.epoch)
+    await put("second", session.epoch)
+    got = await admin.GetQrCode(
+        pb.GetQrCodeRequest(tenant_id=session.tenant_id, session_id=session.id)
+    )
+    other_tenant = await code_of(
+        admin.GetQrCode(pb.GetQrCodeRequest(tenant_id="t-other", session_id=session.id))
+    )
+
+    assert stale[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert "epoch" in stale[1]
+    assert got.qr_payload == "second"
+    assert other_tenant[0] == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (
+            pb.RegisterWorkerRequest(instance_id="", kind="twilio", endpoint="e", capacity=1),
+            "instance_id",
+        ),
+        (pb.RegisterWorkerRequest(instance_id="i", kind="", endpoint="e", capacity=1), "kind"),
+        (
+            pb.RegisterWorkerRequest(instance_id="i", kind="Bad Kind", endpoint="e", capacity=1),
+            "kind",
+        ),
+        (
+            pb.RegisterWorkerRequest(instance_id="i", kind="twilio", endpoint="", capacity=1),
+            "endpoint",
+        ),
+        (
+            pb.RegisterWorkerRequest(instance_id="i", kind="twilio", endpoint="e", capacity=0),
+            "capacity",
+        ),
+        (
+            pb.RegisterWorkerRequest(
+                instance_id="i",
+                kind="twilio",
+                endpoint="e",
+                capacity=1,
+                labels={f"k{i}": "v" for i in range(33)},
+            ),
+            "labels",
+        ),
+        (pb.AssignSessionRequest(session_id="", tenant_id="t", kind="twilio"), "session_id"),
+        (pb.AssignSessionRequest(session_id="s", tenant_id="", kind="twilio"), "tenant_id"),
+        (
+            pb.AssignSessionRequest(
+                session_id="s", tenant_id="t", kind="twilio", required_labels={"k": "v" * 300}
+            ),
+            "required_labels",
+        ),
+        (pb.HeartbeatRequest(worker_id="w", load=1.5), "load"),
+        (
+            pb.PutQrCodeRequest(session_id="s", worker_id="w", epoch=1, qr_payload="x" * 5000),
+            "qr_payload",
+        ),
+        (pb.ListWorkersRequest(page_size=-1), "page_size"),
+        (pb.ListWorkersRequest(page_token="forged"), "page_token"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else type(value).__name__,
+)
+async def test_bad_input_is_invalid_argument_naming_the_field(
+    internal: Any, request_: Any, field: str
+) -> None:
+    method = {
+        pb.RegisterWorkerRequest: internal.RegisterWorker,
+        pb.AssignSessionRequest: internal.AssignSession,
+        pb.HeartbeatRequest: internal.Heartbeat,
+        pb.PutQrCodeRequest: internal.PutQrCode,
+        pb.ListWorkersRequest: internal.ListWorkers,
+    }[type(request_)]
+
+    code, details = await code_of(method(request_))
+
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in details
+    listed = await internal.ListWorkers(pb.ListWorkersRequest(kind="twilio", page_size=500))
+    assert all(w.instance_id != "i" for w in listed.workers)
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda s: s.RouteSession(pb.RouteSessionRequest(session_id="nope")), "session_id"),
+        (
+            lambda s: s.AssignSession(
+                pb.AssignSessionRequest(
+                    session_id=unique("s"), tenant_id="t", kind="twilio", worker_id="w-none"
+                )
+            ),
+            "worker_id",
+        ),
+        (
+            lambda s: s.WatchAssignments(pb.WatchAssignmentsRequest(worker_id="w-none")).read(),
+            "worker_id",
+        ),
+    ],
+    ids=["route", "assign to", "watch"],
+)
+async def test_unknown_ids_are_not_found_naming_the_field(
+    internal: Any, call: Callable[[Any], Any], field: str
+) -> None:
+    code, details = await code_of(call(internal))
+
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert field in details
+
+
+async def test_route_session_survives_a_redis_flush(internal: Any, redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    kind = unique("k")
+    worker = await register(internal, kind=kind)
+    session = await assign(internal, kind=kind)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+
+    route = await internal.RouteSession(pb.RouteSessionRequest(session_id=session.id))
+
+    assert (route.worker_id, route.epoch) == (worker.id, 1)
