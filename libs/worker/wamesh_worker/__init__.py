@@ -1,0 +1,1 @@
+"""The worker SDK: what a process embeds to serve sessions placed by the workers registry."""
