@@ -36,7 +36,7 @@ async def workers_service(
         servicer = WorkerRegistry(store, announcer, backing.redis, settings)
 
         async def sweep(stop: asyncio.Event) -> None:
-            await sweeping(store, announcer, settings.sweep_interval_s, stop)
+            await sweeping(store, announcer, settings, stop)
 
         loops: dict[str, BackgroundLoop] = {"sweep": sweep}
         return Wiring(

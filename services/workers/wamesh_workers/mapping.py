@@ -14,6 +14,7 @@ WORKER_STATES = {
     "active": pb.WORKER_STATE_ACTIVE,
     "lost": pb.WORKER_STATE_LOST,
     "gone": pb.WORKER_STATE_GONE,
+    "draining": pb.WORKER_STATE_DRAINING,
 }
 STATE_NAMES = {value: name for name, value in WORKER_STATES.items()}
 EVENT_KINDS = {
@@ -23,6 +24,7 @@ EVENT_KINDS = {
     "session_assigned": pb.WORKER_EVENT_KIND_SESSION_ASSIGNED,
     "session_revoked": pb.WORKER_EVENT_KIND_SESSION_REVOKED,
     "qr_code_put": pb.WORKER_EVENT_KIND_QR_CODE_PUT,
+    "worker_drained": pb.WORKER_EVENT_KIND_WORKER_DRAINED,
 }
 
 

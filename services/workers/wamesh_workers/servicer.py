@@ -28,7 +28,7 @@ from wamesh_workers.mapping import (
     worker_message,
 )
 from wamesh_workers.settings import WorkersSettings
-from wamesh_workers.store import Registration, SessionRow, WorkerStore
+from wamesh_workers.store import LIVE, Registration, SessionRow, WorkerStore
 
 log = logging.getLogger(__name__)
 Context = Any
@@ -123,7 +123,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
     ) -> AsyncIterator[pb.WatchAssignmentsResponse]:
         worker_id = validation.text(request.worker_id, "worker_id")
         worker = await self._store.worker(worker_id)
-        if worker.state != "active":
+        if worker.state not in LIVE:
             raise NotFound("has no live lease: register again", field="worker_id")
         async with self._subscribed(worker_id) as messages:
             snapshot = {s.id: s.epoch for s in await self._store.held_by(worker_id)}
@@ -154,7 +154,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
             if message is not None:
                 yield pb.WatchAssignmentsResponse.FromString(message["data"])
                 continue
-            if (await self._store.worker(worker_id)).state != "active":
+            if (await self._store.worker(worker_id)).state not in LIVE:
                 return
 
     @requires(Access.ADMIN | Access.INTERNAL)
@@ -177,6 +177,16 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
             workers=[worker_message(w) for w in page],
             next_page_token=BY_ID.encode((page[-1].id,), *query) if more else "",
         )
+
+    @requires(Access.ADMIN)
+    async def DrainWorker(
+        self, request: pb.DrainWorkerRequest, context: Context
+    ) -> pb.DrainWorkerResponse:
+        worker, outcome = await self._store.drain(
+            validation.text(request.worker_id, "worker_id"), now()
+        )
+        await self._announcer.announce(outcome.changes)
+        return pb.DrainWorkerResponse(worker=worker_message(worker))
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -326,15 +336,15 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
 
 
 async def sweeping(
-    store: WorkerStore, announcer: Announcer, every_s: float, stop: asyncio.Event
+    store: WorkerStore, announcer: Announcer, settings: WorkersSettings, stop: asyncio.Event
 ) -> None:
-    """Reap expired leases and place waiting sessions, until ``stop``. Every replica runs
+    """Reap expired leases, place waiting sessions and rebalance, until ``stop``. Every replica runs
     it; the placement lock makes them take turns, so a replica's death costs nothing."""
     while not stop.is_set():
         try:
-            outcome = await store.sweep(now())
+            outcome = await store.sweep(now(), settings.rebalance_moves_per_sweep)
             await announcer.announce(outcome.changes)
         except Exception:  # a failed round (Postgres away) is retried next round
             log.exception("sweep failed")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+            await asyncio.wait_for(stop.wait(), settings.sweep_interval_s)

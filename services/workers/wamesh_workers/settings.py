@@ -17,6 +17,9 @@ class WorkersSettings(DatabaseServiceSettings):
     sweep_interval_s: float = Field(
         default=1.0, gt=0, description="How often the leader reaps leases and places sessions"
     )
+    rebalance_moves_per_sweep: int = Field(
+        default=10, ge=0, description="Most sessions moved toward even load per sweep (0: never)"
+    )
     qr_ttl_s: float = Field(default=120.0, gt=0, le=120.0)
     k8s_watch: bool = Field(default=False, description="Lose a worker as soon as its pod goes")
     k8s_namespace: str = "default"

@@ -25,7 +25,9 @@ from wamesh_workers.schema import events, sessions, workers
 # pg_advisory_xact_lock key of every placement decision ("wrkr").
 PLACEMENT_LOCK = 0x77726B72
 
-WorkerState = Literal["active", "lost", "gone"]
+WorkerState = Literal["active", "draining", "lost", "gone"]
+# Heartbeating workers; only active ones are given sessions.
+LIVE = ("active", "draining")
 Action = Literal["assigned", "revoked"]
 
 
@@ -132,7 +134,7 @@ class WorkerStore:
             holders = (
                 await conn.execute(
                     sa.select(workers).where(
-                        workers.c.instance_id == spec.instance_id, workers.c.state == "active"
+                        workers.c.instance_id == spec.instance_id, workers.c.state.in_(LIVE)
                     )
                 )
             ).mappings()
@@ -189,7 +191,7 @@ class WorkerStore:
                 .mappings()
                 .one_or_none()
             )
-            if row is None or row["state"] != "active":
+            if row is None or row["state"] not in LIVE:
                 return None, outcome
             if row["lease_expires_at"] <= now:
                 await _lock(conn)
@@ -232,34 +234,61 @@ class WorkerStore:
                 .mappings()
                 .one_or_none()
             )
-            if row is not None and row["state"] == "active":
+            if row is not None and row["state"] in LIVE:
                 await self._lose(conn, _worker(row), reason, now, outcome)
         return outcome
+
+    async def drain(self, worker_id: str, now: datetime) -> tuple[WorkerRow, Outcome]:
+        """Give the worker nothing new and move its sessions where they fit."""
+        outcome = Outcome()
+        async with self._engine.begin() as conn:
+            await _lock(conn)
+            row = (
+                (await conn.execute(sa.select(workers).where(workers.c.id == worker_id)))
+                .mappings()
+                .one_or_none()
+            )
+            if row is None:
+                raise NotFound("no such worker", field="worker_id")
+            if row["state"] not in LIVE:
+                raise FailedPrecondition("is not live", field="worker_id")
+            await conn.execute(
+                workers.update().where(workers.c.id == worker_id).values(state="draining")
+            )
+            await _event(conn, "worker_drained", now, worker_id=worker_id)
+            worker = replace(_worker(row), state="draining")
+            await self._move_all_from(
+                conn, worker, "its worker is draining", now, outcome, keep_unplaced=True
+            )
+        return worker, outcome
 
     async def active_worker_of_instance(self, instance_id: str) -> str | None:
         async with self._engine.connect() as conn:
             found: str | None = await conn.scalar(
                 sa.select(workers.c.id).where(
-                    workers.c.instance_id == instance_id, workers.c.state == "active"
+                    workers.c.instance_id == instance_id, workers.c.state.in_(LIVE)
                 )
             )
         return found
 
-    async def sweep(self, now: datetime) -> Outcome:
-        """Lose every worker whose lease expired, then place what waits."""
+    async def sweep(self, now: datetime, rebalance_moves: int = 0) -> Outcome:
+        """Lose every worker whose lease expired, place what waits, then make at most
+        ``rebalance_moves`` moves toward even load (a worker that joined fills gradually)."""
         outcome = Outcome()
         async with self._engine.begin() as conn:
             await _lock(conn)
             expired = (
                 await conn.execute(
                     sa.select(workers).where(
-                        workers.c.state == "active", workers.c.lease_expires_at <= now
+                        workers.c.state.in_(LIVE), workers.c.lease_expires_at <= now
                     )
                 )
             ).mappings()
             for worker in [_worker(row) for row in expired]:
                 await self._lose(conn, worker, "its lease expired", now, outcome)
             await self._place_pending(conn, now, outcome)
+            if rebalance_moves > 0:
+                await self._rebalance(conn, rebalance_moves, now, outcome)
         return outcome
 
     async def worker(self, worker_id: str) -> WorkerRow:
@@ -465,7 +494,11 @@ class WorkerStore:
         reason: str,
         now: datetime,
         outcome: Outcome,
+        *,
+        keep_unplaced: bool = False,
     ) -> None:
+        """Move each session elsewhere; one that fits nowhere waits PENDING, or, with
+        ``keep_unplaced`` (a drain: the worker still serves), stays where it is."""
         rows = (
             (
                 await conn.execute(
@@ -481,10 +514,10 @@ class WorkerStore:
         fits = await _candidates(conn)
         for held in [_session(row) for row in rows]:
             best = _best(fits, held)
-            if best is None:
-                await self._revoke(conn, held, reason, now, outcome, to_pending=True)
-            else:
+            if best is not None:
                 await self._move(conn, held, best, reason, now, outcome)
+            elif not keep_unplaced:
+                await self._revoke(conn, held, reason, now, outcome, to_pending=True)
 
     async def _place_pending(self, conn: AsyncConnection, now: datetime, outcome: Outcome) -> None:
         rows = (
@@ -506,6 +539,22 @@ class WorkerStore:
             best = _best(fits, waiting)
             if best is not None:
                 await self._move(conn, waiting, best, "placed", now, outcome)
+
+    async def _rebalance(
+        self, conn: AsyncConnection, moves: int, now: datetime, outcome: Outcome
+    ) -> None:
+        """Move sessions from the fullest worker to the emptiest that fits them, one at a
+        time, while a move lowers the highest load (sessions / capacity)."""
+        candidates = await _candidates(conn)
+        for _ in range(moves):
+            move = await _best_move(conn, candidates)
+            if move is None:
+                return
+            session, target = move
+            await self._move(conn, session, target, "rebalanced", now, outcome)
+            source = candidates[session.worker_id or ""]
+            candidates[source.id] = replace(source, session_count=source.session_count - 1)
+            candidates[target.id] = replace(target, session_count=target.session_count + 1)
 
     async def _move(
         self,
@@ -655,6 +704,42 @@ def _best(candidates: dict[str, WorkerRow], session: SessionRow) -> WorkerRow | 
         old = candidates[session.worker_id]
         candidates[session.worker_id] = replace(old, session_count=old.session_count - 1)
     return best
+
+
+def _ratio(worker: WorkerRow, extra: int = 0) -> float:
+    return (worker.session_count + extra) / worker.capacity
+
+
+async def _best_move(
+    conn: AsyncConnection, candidates: dict[str, WorkerRow]
+) -> tuple[SessionRow, WorkerRow] | None:
+    for source in sorted(candidates.values(), key=lambda w: (-_ratio(w), w.id)):
+        if source.session_count == 0:
+            return None
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.worker_id == source.id)
+                    .order_by(sessions.c.id)
+                    .limit(50)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        for session in [_session(row) for row in rows]:
+            targets = [
+                w
+                for w in candidates.values()
+                if w.id != source.id
+                and fits(w, session)
+                and w.session_count < w.capacity
+                and _ratio(w, 1) < _ratio(source)
+            ]
+            if targets:
+                return session, min(targets, key=lambda w: (_ratio(w), w.id))
+    return None
 
 
 async def _fitting_target(conn: AsyncConnection, session: SessionRow, worker_id: str) -> WorkerRow:

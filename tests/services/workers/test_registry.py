@@ -338,3 +338,62 @@ async def test_route_session_survives_a_redis_flush(internal: Any, redis_url: st
     route = await internal.RouteSession(pb.RouteSessionRequest(session_id=session.id))
 
     assert (route.worker_id, route.epoch) == (worker.id, 1)
+
+
+async def keep_beating(internal: Any, *workers: pb.Worker) -> None:
+    while True:
+        for worker in workers:
+            await internal.Heartbeat(pb.HeartbeatRequest(worker_id=worker.id, load=0.1))
+        await asyncio.sleep(0.3)
+
+
+async def test_a_worker_that_joins_is_filled_gradually_toward_even_load(internal: Any) -> None:
+    kind = unique("k")
+    first = await register(internal, kind=kind, capacity=10)
+    placed = [await assign(internal, kind=kind) for _ in range(6)]
+    joined = await register(internal, kind=kind, capacity=10)
+    beating = asyncio.create_task(keep_beating(internal, first, joined))
+    try:
+
+        async def even() -> dict[str, int] | None:
+            listed = await internal.ListWorkers(pb.ListWorkersRequest(kind=kind))
+            counts = {w.id: w.session_count for w in listed.workers}
+            return counts if counts == {first.id: 3, joined.id: 3} else None
+
+        await eventually_async(even)
+        workers = await internal.ListWorkers(pb.ListWorkersRequest(kind=kind))
+    finally:
+        beating.cancel()
+    assert {s.worker_id for s in placed} == {first.id}
+    assert all(w.state == pb.WORKER_STATE_ACTIVE for w in workers.workers)
+    moved = await internal.ListSessions(pb.ListSessionsRequest(worker_id=joined.id))
+    assert all(s.epoch == 2 for s in moved.sessions)
+
+
+async def test_a_drained_worker_hands_its_sessions_over_and_gets_nothing_new(
+    internal: Any, admin: Any
+) -> None:
+    kind = unique("k")
+    drained = await register(internal, kind=kind, capacity=10)
+    held = [await assign(internal, kind=kind) for _ in range(2)]
+    other = await register(internal, kind=kind, capacity=10)
+
+    answer = await admin.DrainWorker(pb.DrainWorkerRequest(worker_id=drained.id))
+    later = await assign(internal, kind=kind)
+    beat = await internal.Heartbeat(pb.HeartbeatRequest(worker_id=drained.id))
+    unknown = await code_of(admin.DrainWorker(pb.DrainWorkerRequest(worker_id="w-none")))
+
+    assert answer.worker.state == pb.WORKER_STATE_DRAINING
+    moved = await internal.ListSessions(pb.ListSessionsRequest(worker_id=other.id))
+    assert {s.id for s in moved.sessions} == {s.id for s in held} | {later.id}
+    assert beat.lease_expires_at.seconds > 0  # still heartbeating while it drains
+    assert unknown[0] == grpc.StatusCode.NOT_FOUND
+    assert "worker_id" in unknown[1]
+
+
+async def test_draining_is_for_admins_only(internal: Any) -> None:
+    worker = await register(internal)
+
+    code, _ = await code_of(internal.DrainWorker(pb.DrainWorkerRequest(worker_id=worker.id)))
+
+    assert code == grpc.StatusCode.PERMISSION_DENIED

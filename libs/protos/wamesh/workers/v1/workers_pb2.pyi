@@ -34,6 +34,8 @@ class _WorkerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WorkerSta
     """Missed its heartbeats (or its pod was deleted); its sessions were moved away."""
     WORKER_STATE_GONE: _WorkerState.ValueType  # 3
     """Deregistered."""
+    WORKER_STATE_DRAINING: _WorkerState.ValueType  # 4
+    """Drained by an admin: heartbeating, but given no sessions."""
 
 class WorkerState(_WorkerState, metaclass=_WorkerStateEnumTypeWrapper): ...
 
@@ -44,6 +46,8 @@ WORKER_STATE_LOST: WorkerState.ValueType  # 2
 """Missed its heartbeats (or its pod was deleted); its sessions were moved away."""
 WORKER_STATE_GONE: WorkerState.ValueType  # 3
 """Deregistered."""
+WORKER_STATE_DRAINING: WorkerState.ValueType  # 4
+"""Drained by an admin: heartbeating, but given no sessions."""
 Global___WorkerState: _TypeAlias = WorkerState  # noqa: Y015
 
 class _SessionState:
@@ -104,6 +108,7 @@ class _WorkerEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Worke
     WORKER_EVENT_KIND_SESSION_ASSIGNED: _WorkerEventKind.ValueType  # 4
     WORKER_EVENT_KIND_SESSION_REVOKED: _WorkerEventKind.ValueType  # 5
     WORKER_EVENT_KIND_QR_CODE_PUT: _WorkerEventKind.ValueType  # 6
+    WORKER_EVENT_KIND_WORKER_DRAINED: _WorkerEventKind.ValueType  # 7
 
 class WorkerEventKind(_WorkerEventKind, metaclass=_WorkerEventKindEnumTypeWrapper): ...
 
@@ -115,6 +120,7 @@ WORKER_EVENT_KIND_WORKER_LOST: WorkerEventKind.ValueType  # 3
 WORKER_EVENT_KIND_SESSION_ASSIGNED: WorkerEventKind.ValueType  # 4
 WORKER_EVENT_KIND_SESSION_REVOKED: WorkerEventKind.ValueType  # 5
 WORKER_EVENT_KIND_QR_CODE_PUT: WorkerEventKind.ValueType  # 6
+WORKER_EVENT_KIND_WORKER_DRAINED: WorkerEventKind.ValueType  # 7
 Global___WorkerEventKind: _TypeAlias = WorkerEventKind  # noqa: Y015
 
 @_typing.final
@@ -955,6 +961,45 @@ class ListEventsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEventsRequest: _TypeAlias = ListEventsRequest  # noqa: Y015
+
+@_typing.final
+class DrainWorkerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainWorkerRequest: _TypeAlias = DrainWorkerRequest  # noqa: Y015
+
+@_typing.final
+class DrainWorkerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def worker(self) -> Global___Worker: ...
+    def __init__(
+        self,
+        *,
+        worker: Global___Worker | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainWorkerResponse: _TypeAlias = DrainWorkerResponse  # noqa: Y015
 
 @_typing.final
 class ListEventsResponse(_message.Message):

@@ -98,6 +98,11 @@ class WorkerRegistryStub:
                 request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/wamesh.workers.v1.WorkerRegistry/DrainWorker',
+                request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerRegistryServicer:
@@ -200,6 +205,14 @@ class WorkerRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainWorker(self, request, context):
+        """Admin: give the worker nothing new and move its sessions away; it keeps heartbeating
+        (DRAINING) until it deregisters. NOT_FOUND for an unknown worker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +275,11 @@ def add_WorkerRegistryServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ListEventsRequest.FromString,
                     response_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -592,6 +610,33 @@ class WorkerRegistry:
             '/wamesh.workers.v1.WorkerRegistry/ListEvents',
             wamesh_dot_workers_dot_v1_dot_workers__pb2.ListEventsRequest.SerializeToString,
             wamesh_dot_workers_dot_v1_dot_workers__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wamesh.workers.v1.WorkerRegistry/DrainWorker',
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

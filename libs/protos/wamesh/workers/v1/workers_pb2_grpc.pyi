@@ -77,6 +77,10 @@ class WorkerRegistryStub:
     """A session's current login QR code; NOT_FOUND if there is none or it expired."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_workers_pb2.ListEventsRequest, _workers_pb2.ListEventsResponse]
     """The registry's event log (registrations, losses, moves, QR codes), newest first."""
+    DrainWorker: _grpc.UnaryUnaryMultiCallable[_workers_pb2.DrainWorkerRequest, _workers_pb2.DrainWorkerResponse]
+    """Admin: give the worker nothing new and move its sessions away; it keeps heartbeating
+    (DRAINING) until it deregisters. NOT_FOUND for an unknown worker.
+    """
 
 @_typing.type_check_only
 class WorkerRegistryAsyncStub(WorkerRegistryStub):
@@ -127,6 +131,10 @@ class WorkerRegistryAsyncStub(WorkerRegistryStub):
     """A session's current login QR code; NOT_FOUND if there is none or it expired."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_workers_pb2.ListEventsRequest, _workers_pb2.ListEventsResponse]  # type: ignore[assignment]
     """The registry's event log (registrations, losses, moves, QR codes), newest first."""
+    DrainWorker: _aio.UnaryUnaryMultiCallable[_workers_pb2.DrainWorkerRequest, _workers_pb2.DrainWorkerResponse]  # type: ignore[assignment]
+    """Admin: give the worker nothing new and move its sessions away; it keeps heartbeating
+    (DRAINING) until it deregisters. NOT_FOUND for an unknown worker.
+    """
 
 class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
     """The session-worker registry: workers (dispatcher replicas of kind "twilio", external
@@ -246,5 +254,15 @@ class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workers_pb2.ListEventsResponse, _abc.Awaitable[_workers_pb2.ListEventsResponse]]:
         """The registry's event log (registrations, losses, moves, QR codes), newest first."""
+
+    @_abc_1.abstractmethod
+    def DrainWorker(
+        self,
+        request: _workers_pb2.DrainWorkerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workers_pb2.DrainWorkerResponse, _abc.Awaitable[_workers_pb2.DrainWorkerResponse]]:
+        """Admin: give the worker nothing new and move its sessions away; it keeps heartbeating
+        (DRAINING) until it deregisters. NOT_FOUND for an unknown worker.
+        """
 
 def add_WorkerRegistryServicer_to_server(servicer: WorkerRegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
