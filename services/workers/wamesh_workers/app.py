@@ -14,6 +14,7 @@ from wamesh.workers.v1 import workers_pb2, workers_pb2_grpc
 from wamesh_kit.rpc.database_service import BackgroundLoop, Backing, Wiring, database_service
 from wamesh_kit.rpc.server import GrpcService, Service
 from wamesh_workers.announcer import Announcer
+from wamesh_workers.metrics import RegistryMetrics
 from wamesh_workers.servicer import WorkerRegistry, sweeping
 from wamesh_workers.settings import WorkersSettings
 from wamesh_workers.store import WorkerStore
@@ -33,10 +34,11 @@ async def workers_service(
     def wire(backing: Backing) -> Wiring:
         store = WorkerStore(backing.engine, timedelta(seconds=settings.lease_ttl_s))
         announcer = Announcer(backing.redis, route_ttl_s=max(1, int(settings.lease_ttl_s)))
-        servicer = WorkerRegistry(store, announcer, backing.redis, settings)
+        metrics = RegistryMetrics(backing.registry)
+        servicer = WorkerRegistry(store, announcer, backing.redis, settings, metrics)
 
         async def sweep(stop: asyncio.Event) -> None:
-            await sweeping(store, announcer, settings, stop)
+            await sweeping(store, announcer, settings, metrics, stop)
 
         loops: dict[str, BackgroundLoop] = {"sweep": sweep}
         return Wiring(

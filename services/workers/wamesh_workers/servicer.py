@@ -27,8 +27,9 @@ from wamesh_workers.mapping import (
     timestamp,
     worker_message,
 )
+from wamesh_workers.metrics import RegistryMetrics
 from wamesh_workers.settings import WorkersSettings
-from wamesh_workers.store import LIVE, Registration, SessionRow, WorkerStore
+from wamesh_workers.store import LIVE, Outcome, Registration, SessionRow, WorkerStore
 
 log = logging.getLogger(__name__)
 Context = Any
@@ -57,11 +58,18 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
         announcer: Announcer,
         redis: aioredis.Redis,
         settings: WorkersSettings,
+        metrics: RegistryMetrics,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._announcer = announcer
         self._redis = redis
         self._settings = settings
+
+    async def _published(self, outcome: Outcome) -> None:
+        """After a commit: tell the workers, refresh the routes, count it."""
+        await self._announcer.announce(outcome.changes)
+        self._metrics.count(outcome)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -77,7 +85,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
             labels=validation.labels(request.labels, "labels"),
         )
         worker, outcome = await self._store.register(spec, now())
-        await self._announcer.announce(outcome.changes)
+        await self._published(outcome)
         return pb.RegisterWorkerResponse(
             worker=worker_message(worker),
             heartbeat_interval=_duration(self._settings.heartbeat_interval_s),
@@ -97,7 +105,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
         beat, outcome = await self._store.heartbeat(
             worker_id, validation.load(request.load), held, now()
         )
-        await self._announcer.announce(outcome.changes)
+        await self._published(outcome)
         if beat is None:
             raise NotFound(
                 "has no live lease: stop every session and register again", field="worker_id"
@@ -114,7 +122,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
         outcome = await self._store.deregister(
             validation.text(request.worker_id, "worker_id"), now()
         )
-        await self._announcer.announce(outcome.changes)
+        await self._published(outcome)
         return pb.DeregisterWorkerResponse()
 
     @requires(Access.INTERNAL)
@@ -185,7 +193,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
         worker, outcome = await self._store.drain(
             validation.text(request.worker_id, "worker_id"), now()
         )
-        await self._announcer.announce(outcome.changes)
+        await self._published(outcome)
         return pb.DrainWorkerResponse(worker=worker_message(worker))
 
     # -- sessions --------------------------------------------------------------------------
@@ -210,7 +218,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
             validation.epoch(request.expected_epoch, "expected_epoch"),
             now(),
         )
-        await self._announcer.announce(outcome.changes)
+        await self._published(outcome)
         return pb.AssignSessionResponse(session=session_message(session))
 
     @requires(Access.ADMIN | Access.INTERNAL)
@@ -222,7 +230,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
             validation.epoch(request.expected_epoch, "expected_epoch"),
             now(),
         )
-        await self._announcer.announce(outcome.changes)
+        await self._published(outcome)
         return pb.ReleaseSessionResponse()
 
     @requires(Access.ADMIN | Access.INTERNAL)
@@ -336,14 +344,21 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
 
 
 async def sweeping(
-    store: WorkerStore, announcer: Announcer, settings: WorkersSettings, stop: asyncio.Event
+    store: WorkerStore,
+    announcer: Announcer,
+    settings: WorkersSettings,
+    metrics: RegistryMetrics,
+    stop: asyncio.Event,
 ) -> None:
     """Reap expired leases, place waiting sessions and rebalance, until ``stop``. Every replica runs
     it; the placement lock makes them take turns, so a replica's death costs nothing."""
     while not stop.is_set():
         try:
-            outcome = await store.sweep(now(), settings.rebalance_moves_per_sweep)
+            with metrics.sweep_seconds.time():
+                outcome = await store.sweep(now(), settings.rebalance_moves_per_sweep)
             await announcer.announce(outcome.changes)
+            metrics.count(outcome)
+            metrics.census(*await store.census())
         except Exception:  # a failed round (Postgres away) is retried next round
             log.exception("sweep failed")
         with contextlib.suppress(TimeoutError):

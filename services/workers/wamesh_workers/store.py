@@ -72,6 +72,7 @@ class Change:
 @dataclass
 class Outcome:
     changes: list[Change] = field(default_factory=list)
+    lost_workers: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,24 @@ class WorkerStore:
                 await self._rebalance(conn, rebalance_moves, now, outcome)
         return outcome
 
+    async def census(self) -> tuple[dict[str, int], dict[str, int]]:
+        """How many workers and sessions are in each state."""
+        async with self._engine.connect() as conn:
+            by_worker_state = (
+                await conn.execute(
+                    sa.select(workers.c.state, sa.func.count()).group_by(workers.c.state)
+                )
+            ).all()
+            by_session_state = (
+                await conn.execute(
+                    sa.select(sessions.c.state, sa.func.count()).group_by(sessions.c.state)
+                )
+            ).all()
+        return (
+            {state: int(count) for state, count in by_worker_state},
+            {state: int(count) for state, count in by_session_state},
+        )
+
     async def worker(self, worker_id: str) -> WorkerRow:
         async with self._engine.connect() as conn:
             row = (
@@ -485,6 +504,7 @@ class WorkerStore:
     ) -> None:
         await conn.execute(workers.update().where(workers.c.id == worker.id).values(state="lost"))
         await _event(conn, "worker_lost", now, worker_id=worker.id, detail=reason)
+        outcome.lost_workers.append(worker.id)
         await self._move_all_from(conn, worker, f"its worker was lost: {reason}", now, outcome)
 
     async def _move_all_from(

@@ -397,3 +397,33 @@ async def test_draining_is_for_admins_only(internal: Any) -> None:
     code, _ = await code_of(internal.DrainWorker(pb.DrainWorkerRequest(worker_id=worker.id)))
 
     assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_metrics_count_placements_moves_losses_and_states(
+    internal: Any, service: Any
+) -> None:
+    kind = unique("k")
+    lost = await register(internal, kind=kind, capacity=5)
+    session = await assign(internal, kind=kind)
+    alive = await register(internal, kind=kind, capacity=5)
+    beating = asyncio.create_task(keep_beating(internal, alive))
+
+    def sample(name: str, **labels: str) -> float:
+        return float(service.registry.get_sample_value(name, labels) or 0.0)
+
+    async def moved_and_counted() -> bool | None:
+        route = await internal.RouteSession(pb.RouteSessionRequest(session_id=session.id))
+        counted = sample("wamesh_worker_session_moves_total") >= 1
+        censused = sample("wamesh_workers", state="lost") >= 1
+        return True if route.worker_id == alive.id and counted and censused else None
+
+    try:
+        await eventually_async(moved_and_counted)
+    finally:
+        beating.cancel()
+    # The module's database is shared: workers of earlier tests are lost here too.
+    assert sample("wamesh_worker_lease_losses_total") >= 1
+    assert sample("wamesh_worker_session_placements_total") >= 2
+    assert sample("wamesh_worker_sessions", state="assigned") >= 1
+    assert sample("wamesh_worker_sweep_seconds_count") >= 1
+    assert lost.id != alive.id
