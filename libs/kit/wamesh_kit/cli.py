@@ -25,6 +25,8 @@ for _service in registry.services().values():
     _group = _service.load_cli()
     if _group is not None:
         app.add_typer(_group, name=_service.name)
+    for _name, _more in _service.load_more_cli().items():
+        app.add_typer(_more, name=_name)
 for _tool in registry.dev_tools().values():
     _group = _tool.load_cli()
     if _group is not None:

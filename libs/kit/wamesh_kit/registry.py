@@ -49,6 +49,8 @@ class Service:
     cli: str | None = None
     migrations: Path | None = None
     database: str | None = None
+    # More top-level command groups, by name (workers adds `wamesh sessions`).
+    more_cli: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.migrations is None) != (self.database is None):
@@ -63,6 +65,9 @@ class Service:
             return None
         group: typer.Typer = pkgutil.resolve_name(self.cli)
         return group
+
+    def load_more_cli(self) -> dict[str, typer.Typer]:
+        return {name: pkgutil.resolve_name(reference) for name, reference in self.more_cli}
 
 
 @dataclass(frozen=True)

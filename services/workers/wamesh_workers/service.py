@@ -7,6 +7,8 @@ from wamesh_kit.registry import Service
 SERVICE = Service(
     name="workers",
     main="wamesh_workers.__main__:main",
+    cli="wamesh_workers.cli:workers_app",
+    more_cli=(("sessions", "wamesh_workers.cli:sessions_app"),),
     migrations=Path(__file__).parent / "migrations",
     database="workers",
 )
