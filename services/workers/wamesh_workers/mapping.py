@@ -25,7 +25,16 @@ EVENT_KINDS = {
     "session_revoked": pb.WORKER_EVENT_KIND_SESSION_REVOKED,
     "qr_code_put": pb.WORKER_EVENT_KIND_QR_CODE_PUT,
     "worker_drained": pb.WORKER_EVENT_KIND_WORKER_DRAINED,
+    "session_status": pb.WORKER_EVENT_KIND_SESSION_STATUS,
 }
+SESSION_STATUSES = {
+    "qr_required": pb.SESSION_STATUS_QR_REQUIRED,
+    "connecting": pb.SESSION_STATUS_CONNECTING,
+    "connected": pb.SESSION_STATUS_CONNECTED,
+    "disconnected": pb.SESSION_STATUS_DISCONNECTED,
+    "logged_out": pb.SESSION_STATUS_LOGGED_OUT,
+}
+STATUS_NAMES = {value: name for name, value in SESSION_STATUSES.items()}
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -65,6 +74,8 @@ def session_message(session: SessionRow) -> pb.Session:
         worker_id=session.worker_id or "",
         epoch=session.epoch,
         assigned_at=timestamp(session.assigned_at),
+        status=SESSION_STATUSES.get(session.status, pb.SESSION_STATUS_UNSPECIFIED),
+        status_at=timestamp(session.status_at),
     )
 
 

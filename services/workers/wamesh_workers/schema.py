@@ -39,6 +39,9 @@ sessions = sa.Table(
     sa.Column("epoch", sa.BigInteger, nullable=False),
     sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # As the holder last reported it (qr_required, connecting, …); '' until then.
+    sa.Column("status", sa.Text, nullable=False, server_default=""),
+    sa.Column("status_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("sessions_worker_id", "worker_id"),
     sa.Index("sessions_tenant_id_id", "tenant_id", "id"),
     sa.Index("sessions_state_kind", "state", "kind"),

@@ -22,6 +22,7 @@ from wamesh_workers import validation
 from wamesh_workers.announcer import Announcer, assignments_channel, raw_reply
 from wamesh_workers.mapping import (
     STATE_NAMES,
+    STATUS_NAMES,
     event_message,
     session_message,
     timestamp,
@@ -32,6 +33,8 @@ from wamesh_workers.settings import WorkersSettings
 from wamesh_workers.store import LIVE, Outcome, Registration, SessionRow, WorkerStore
 
 log = logging.getLogger(__name__)
+# How often an event stream looks for new events: dashboards, not the hot path.
+EVENT_POLL_S = 0.25
 Context = Any
 BY_ID = PageTokens[tuple[str]](str)
 BY_EVENT = PageTokens[tuple[int]](int)
@@ -195,6 +198,54 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
         )
         await self._published(outcome)
         return pb.DrainWorkerResponse(worker=worker_message(worker))
+
+    # -- session status and events ----------------------------------------------------------
+
+    @requires(Access.INTERNAL)
+    async def ReportSessionStatus(
+        self, request: pb.ReportSessionStatusRequest, context: Context
+    ) -> pb.ReportSessionStatusResponse:
+        status = STATUS_NAMES.get(request.status)
+        if status is None:
+            raise InvalidArgument("is not a session status", field="status")
+        detail = request.detail
+        if len(detail) > validation.MAX_DETAIL:
+            raise InvalidArgument(
+                f"is longer than {validation.MAX_DETAIL} characters", field="detail"
+            )
+        await self._store.report_status(
+            validation.text(request.session_id, "session_id"),
+            validation.text(request.worker_id, "worker_id"),
+            request.epoch,
+            status,
+            detail,
+            now(),
+        )
+        return pb.ReportSessionStatusResponse()
+
+    @requires(Access.ADMIN | Access.TENANT)
+    async def WatchSessionEvents(
+        self, request: pb.WatchSessionEventsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchSessionEventsResponse]:
+        """Polls the event log: durable, in order, the same from every replica."""
+        if current_principal().kind == "tenant" and not request.tenant_id:
+            raise InvalidArgument("is required with a tenant token", field="tenant_id")
+        if request.tenant_id:
+            require_tenant_access(request.tenant_id)
+        if request.after_event_id and not request.after_event_id.isdigit():
+            raise InvalidArgument("is not an event id", field="after_event_id")
+        after = (
+            int(request.after_event_id)
+            if request.after_event_id
+            else await self._store.last_event_id()
+        )
+        while True:
+            rows = await self._store.events_after(after, request.tenant_id)
+            for row in rows:
+                yield pb.WatchSessionEventsResponse(event=event_message(row))
+                after = int(row["id"])
+            if not rows:
+                await asyncio.sleep(EVENT_POLL_S)
 
     # -- sessions --------------------------------------------------------------------------
 

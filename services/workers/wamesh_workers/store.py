@@ -57,6 +57,8 @@ class SessionRow:
     worker_id: str | None
     epoch: int
     assigned_at: datetime | None
+    status: str = ""
+    status_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ def _session(row: sa.RowMapping) -> SessionRow:
         worker_id=row["worker_id"],
         epoch=row["epoch"],
         assigned_at=row["assigned_at"],
+        status=row["status"],
+        status_at=row["status_at"],
     )
 
 
@@ -470,10 +474,58 @@ class WorkerStore:
             rows = (await conn.execute(query)).mappings().all()
         return [_session(row) for row in rows]
 
+    async def report_status(
+        self,
+        session_id: str,
+        worker_id: str,
+        epoch: int,
+        status: str,
+        detail: str,
+        now: datetime,
+    ) -> None:
+        """Record the holder's report; FailedPrecondition unless it holds it at ``epoch``."""
+        async with self._engine.begin() as conn:
+            current = await _session_for_update(conn, session_id)
+            if current is None:
+                raise NotFound("no such session", field="session_id")
+            if (current.worker_id, current.epoch) != (worker_id, epoch):
+                raise FailedPrecondition(
+                    f"is not the session's holder at epoch {epoch}", field="epoch"
+                )
+            await conn.execute(
+                sessions.update()
+                .where(sessions.c.id == session_id)
+                .values(status=status, status_at=now)
+            )
+            await _event(
+                conn,
+                "session_status",
+                now,
+                worker_id=worker_id,
+                session=current,
+                detail=f"{status}: {detail}" if detail else status,
+            )
+
     async def record_qr(self, session: SessionRow, now: datetime) -> None:
         async with self._engine.begin() as conn:
             await _event(
                 conn, "qr_code_put", now, worker_id=session.worker_id or "", session=session
+            )
+
+    async def events_after(
+        self, after: int, tenant_id: str, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Events after id ``after``, oldest first (for tenant_id's sessions only, if set)."""
+        query = sa.select(events).where(events.c.id > after).order_by(events.c.id).limit(limit)
+        if tenant_id:
+            query = query.where(events.c.tenant_id == tenant_id)
+        async with self._engine.connect() as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+    async def last_event_id(self) -> int:
+        async with self._engine.connect() as conn:
+            return int(
+                await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0))) or 0
             )
 
     async def list_events(

@@ -427,3 +427,61 @@ async def test_metrics_count_placements_moves_losses_and_states(
     assert sample("wamesh_worker_sessions", state="assigned") >= 1
     assert sample("wamesh_worker_sweep_seconds_count") >= 1
     assert lost.id != alive.id
+
+
+async def test_status_reports_are_fenced_kept_and_streamed_per_tenant(
+    internal: Any, admin: Any
+) -> None:
+    kind = unique("k")
+    worker = await register(internal, kind=kind)
+    mine = await assign(internal, kind=kind, tenant_id="t-mine")
+    theirs = await assign(internal, kind=kind, tenant_id="t-theirs")
+    stream = admin.WatchSessionEvents(pb.WatchSessionEventsRequest(tenant_id="t-mine"))
+
+    def report(session: pb.Session, status: int, epoch: int) -> Any:
+        return internal.ReportSessionStatus(
+            pb.ReportSessionStatusRequest(
+                session_id=session.id,
+                worker_id=worker.id,
+                epoch=epoch,
+                status=status,
+                detail="scan me",
+            )
+        )
+
+    await report(theirs, pb.SESSION_STATUS_CONNECTED, theirs.epoch)
+    await report(mine, pb.SESSION_STATUS_QR_REQUIRED, mine.epoch)
+    stale = await code_of(report(mine, pb.SESSION_STATUS_CONNECTED, mine.epoch + 1))
+    unknown = await code_of(report(mine, 42, mine.epoch))
+    first = await stream.read()
+    stream.cancel()
+    listed = await internal.ListSessions(pb.ListSessionsRequest(tenant_id="t-mine"))
+
+    assert stale[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert "epoch" in stale[1]
+    assert unknown[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "status" in unknown[1]
+    assert first.event.kind == pb.WORKER_EVENT_KIND_SESSION_STATUS
+    assert (first.event.session_id, first.event.detail) == (mine.id, "qr_required: scan me")
+    assert [s.status for s in listed.sessions if s.id == mine.id] == [pb.SESSION_STATUS_QR_REQUIRED]
+
+
+async def test_an_event_stream_resumes_after_an_event_id(internal: Any, admin: Any) -> None:
+    kind = unique("k")
+    await register(internal, kind=kind)
+    placed = await assign(internal, kind=kind, tenant_id="t-resume")
+    history = await admin.ListEvents(pb.ListEventsRequest(tenant_id="t-resume"))
+    [assigned] = history.events
+    stream = admin.WatchSessionEvents(
+        pb.WatchSessionEventsRequest(tenant_id="t-resume", after_event_id=str(int(assigned.id) - 1))
+    )
+
+    replayed = await stream.read()
+    stream.cancel()
+    bad = await code_of(
+        admin.WatchSessionEvents(pb.WatchSessionEventsRequest(after_event_id="x")).read()
+    )
+
+    assert (replayed.event.id, replayed.event.session_id) == (assigned.id, placed.id)
+    assert bad[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "after_event_id" in bad[1]

@@ -69,6 +69,34 @@ SESSION_STATE_PENDING: SessionState.ValueType  # 1
 SESSION_STATE_ASSIGNED: SessionState.ValueType  # 2
 Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
 
+class _SessionStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SessionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SESSION_STATUS_UNSPECIFIED: _SessionStatus.ValueType  # 0
+    SESSION_STATUS_QR_REQUIRED: _SessionStatus.ValueType  # 1
+    """Waiting for someone to scan its login QR code."""
+    SESSION_STATUS_CONNECTING: _SessionStatus.ValueType  # 2
+    SESSION_STATUS_CONNECTED: _SessionStatus.ValueType  # 3
+    SESSION_STATUS_DISCONNECTED: _SessionStatus.ValueType  # 4
+    SESSION_STATUS_LOGGED_OUT: _SessionStatus.ValueType  # 5
+    """The account logged this device out: a new QR code is needed."""
+
+class SessionStatus(_SessionStatus, metaclass=_SessionStatusEnumTypeWrapper):
+    """How a session's connection is, as its worker reports it."""
+
+SESSION_STATUS_UNSPECIFIED: SessionStatus.ValueType  # 0
+SESSION_STATUS_QR_REQUIRED: SessionStatus.ValueType  # 1
+"""Waiting for someone to scan its login QR code."""
+SESSION_STATUS_CONNECTING: SessionStatus.ValueType  # 2
+SESSION_STATUS_CONNECTED: SessionStatus.ValueType  # 3
+SESSION_STATUS_DISCONNECTED: SessionStatus.ValueType  # 4
+SESSION_STATUS_LOGGED_OUT: SessionStatus.ValueType  # 5
+"""The account logged this device out: a new QR code is needed."""
+Global___SessionStatus: _TypeAlias = SessionStatus  # noqa: Y015
+
 class _AssignmentAction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -109,6 +137,8 @@ class _WorkerEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Worke
     WORKER_EVENT_KIND_SESSION_REVOKED: _WorkerEventKind.ValueType  # 5
     WORKER_EVENT_KIND_QR_CODE_PUT: _WorkerEventKind.ValueType  # 6
     WORKER_EVENT_KIND_WORKER_DRAINED: _WorkerEventKind.ValueType  # 7
+    WORKER_EVENT_KIND_SESSION_STATUS: _WorkerEventKind.ValueType  # 8
+    """The holder reported a new SessionStatus (in detail)."""
 
 class WorkerEventKind(_WorkerEventKind, metaclass=_WorkerEventKindEnumTypeWrapper): ...
 
@@ -121,6 +151,8 @@ WORKER_EVENT_KIND_SESSION_ASSIGNED: WorkerEventKind.ValueType  # 4
 WORKER_EVENT_KIND_SESSION_REVOKED: WorkerEventKind.ValueType  # 5
 WORKER_EVENT_KIND_QR_CODE_PUT: WorkerEventKind.ValueType  # 6
 WORKER_EVENT_KIND_WORKER_DRAINED: WorkerEventKind.ValueType  # 7
+WORKER_EVENT_KIND_SESSION_STATUS: WorkerEventKind.ValueType  # 8
+"""The holder reported a new SessionStatus (in detail)."""
 Global___WorkerEventKind: _TypeAlias = WorkerEventKind  # noqa: Y015
 
 @_typing.final
@@ -243,6 +275,8 @@ class Session(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     ASSIGNED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Chosen by the creator, e.g. "twilio:{tenant_id}:{number}"."""
     tenant_id: _builtins.str
@@ -253,12 +287,16 @@ class Session(_message.Message):
     """Empty while PENDING."""
     epoch: _builtins.int
     """Fencing epoch: rises on every placement; an action carrying an older epoch is refused."""
+    status: Global___SessionStatus.ValueType
+    """As its holder last reported it; UNSPECIFIED until then."""
     @_builtins.property
     def required_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Only workers carrying all these labels may hold it."""
 
     @_builtins.property
     def assigned_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def status_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -270,10 +308,12 @@ class Session(_message.Message):
         worker_id: _builtins.str = ...,
         epoch: _builtins.int = ...,
         assigned_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___SessionStatus.ValueType = ...,
+        status_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "status_at", b"status_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "epoch", b"epoch", "id", b"id", "kind", b"kind", "required_labels", b"required_labels", "state", b"state", "tenant_id", b"tenant_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "epoch", b"epoch", "id", b"id", "kind", b"kind", "required_labels", b"required_labels", "state", b"state", "status", b"status", "status_at", b"status_at", "tenant_id", b"tenant_id", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1000,6 +1040,98 @@ class DrainWorkerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DrainWorkerResponse: _TypeAlias = DrainWorkerResponse  # noqa: Y015
+
+@_typing.final
+class ReportSessionStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    worker_id: _builtins.str
+    epoch: _builtins.int
+    """The epoch the worker holds the session at (fencing)."""
+    status: Global___SessionStatus.ValueType
+    detail: _builtins.str
+    """Why, e.g. the bridge's own reason for a disconnect; at most 500 characters."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        status: Global___SessionStatus.ValueType = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "epoch", b"epoch", "session_id", b"session_id", "status", b"status", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportSessionStatusRequest: _TypeAlias = ReportSessionStatusRequest  # noqa: Y015
+
+@_typing.final
+class ReportSessionStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportSessionStatusResponse: _TypeAlias = ReportSessionStatusResponse  # noqa: Y015
+
+@_typing.final
+class WatchSessionEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_EVENT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Required for a tenant token; empty (admin) for every tenant."""
+    after_event_id: _builtins.str
+    """Events after this id only; empty: from now on."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        after_event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event_id", b"after_event_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionEventsRequest: _TypeAlias = WatchSessionEventsRequest  # noqa: Y015
+
+@_typing.final
+class WatchSessionEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___WorkerEvent: ...
+    def __init__(
+        self,
+        *,
+        event: Global___WorkerEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSessionEventsResponse: _TypeAlias = WatchSessionEventsResponse  # noqa: Y015
 
 @_typing.final
 class ListEventsResponse(_message.Message):

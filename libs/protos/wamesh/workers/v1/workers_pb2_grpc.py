@@ -103,6 +103,16 @@ class WorkerRegistryStub:
                 request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
                 response_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
                 _registered_method=True)
+        self.ReportSessionStatus = channel.unary_unary(
+                '/wamesh.workers.v1.WorkerRegistry/ReportSessionStatus',
+                request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReportSessionStatusRequest.SerializeToString,
+                response_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReportSessionStatusResponse.FromString,
+                _registered_method=True)
+        self.WatchSessionEvents = channel.unary_stream(
+                '/wamesh.workers.v1.WorkerRegistry/WatchSessionEvents',
+                request_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.WatchSessionEventsRequest.SerializeToString,
+                response_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.WatchSessionEventsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerRegistryServicer:
@@ -213,6 +223,22 @@ class WorkerRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportSessionStatus(self, request, context):
+        """The holder reports how its session's connection is. FAILED_PRECONDITION unless the caller
+        holds the session at the current epoch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSessionEvents(self, request, context):
+        """The event log as it grows (after after_event_id), for admins and dashboards; a tenant
+        token must name its tenant and sees only its sessions' events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +306,16 @@ def add_WorkerRegistryServicer_to_server(servicer, server):
                     servicer.DrainWorker,
                     request_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerRequest.FromString,
                     response_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerResponse.SerializeToString,
+            ),
+            'ReportSessionStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportSessionStatus,
+                    request_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReportSessionStatusRequest.FromString,
+                    response_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.ReportSessionStatusResponse.SerializeToString,
+            ),
+            'WatchSessionEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSessionEvents,
+                    request_deserializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.WatchSessionEventsRequest.FromString,
+                    response_serializer=wamesh_dot_workers_dot_v1_dot_workers__pb2.WatchSessionEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -637,6 +673,60 @@ class WorkerRegistry:
             '/wamesh.workers.v1.WorkerRegistry/DrainWorker',
             wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerRequest.SerializeToString,
             wamesh_dot_workers_dot_v1_dot_workers__pb2.DrainWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportSessionStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wamesh.workers.v1.WorkerRegistry/ReportSessionStatus',
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.ReportSessionStatusRequest.SerializeToString,
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.ReportSessionStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSessionEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wamesh.workers.v1.WorkerRegistry/WatchSessionEvents',
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.WatchSessionEventsRequest.SerializeToString,
+            wamesh_dot_workers_dot_v1_dot_workers__pb2.WatchSessionEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,6 +81,14 @@ class WorkerRegistryStub:
     """Admin: give the worker nothing new and move its sessions away; it keeps heartbeating
     (DRAINING) until it deregisters. NOT_FOUND for an unknown worker.
     """
+    ReportSessionStatus: _grpc.UnaryUnaryMultiCallable[_workers_pb2.ReportSessionStatusRequest, _workers_pb2.ReportSessionStatusResponse]
+    """The holder reports how its session's connection is. FAILED_PRECONDITION unless the caller
+    holds the session at the current epoch.
+    """
+    WatchSessionEvents: _grpc.UnaryStreamMultiCallable[_workers_pb2.WatchSessionEventsRequest, _workers_pb2.WatchSessionEventsResponse]
+    """The event log as it grows (after after_event_id), for admins and dashboards; a tenant
+    token must name its tenant and sees only its sessions' events.
+    """
 
 @_typing.type_check_only
 class WorkerRegistryAsyncStub(WorkerRegistryStub):
@@ -134,6 +142,14 @@ class WorkerRegistryAsyncStub(WorkerRegistryStub):
     DrainWorker: _aio.UnaryUnaryMultiCallable[_workers_pb2.DrainWorkerRequest, _workers_pb2.DrainWorkerResponse]  # type: ignore[assignment]
     """Admin: give the worker nothing new and move its sessions away; it keeps heartbeating
     (DRAINING) until it deregisters. NOT_FOUND for an unknown worker.
+    """
+    ReportSessionStatus: _aio.UnaryUnaryMultiCallable[_workers_pb2.ReportSessionStatusRequest, _workers_pb2.ReportSessionStatusResponse]  # type: ignore[assignment]
+    """The holder reports how its session's connection is. FAILED_PRECONDITION unless the caller
+    holds the session at the current epoch.
+    """
+    WatchSessionEvents: _aio.UnaryStreamMultiCallable[_workers_pb2.WatchSessionEventsRequest, _workers_pb2.WatchSessionEventsResponse]  # type: ignore[assignment]
+    """The event log as it grows (after after_event_id), for admins and dashboards; a tenant
+    token must name its tenant and sees only its sessions' events.
     """
 
 class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
@@ -263,6 +279,26 @@ class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workers_pb2.DrainWorkerResponse, _abc.Awaitable[_workers_pb2.DrainWorkerResponse]]:
         """Admin: give the worker nothing new and move its sessions away; it keeps heartbeating
         (DRAINING) until it deregisters. NOT_FOUND for an unknown worker.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportSessionStatus(
+        self,
+        request: _workers_pb2.ReportSessionStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workers_pb2.ReportSessionStatusResponse, _abc.Awaitable[_workers_pb2.ReportSessionStatusResponse]]:
+        """The holder reports how its session's connection is. FAILED_PRECONDITION unless the caller
+        holds the session at the current epoch.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchSessionEvents(
+        self,
+        request: _workers_pb2.WatchSessionEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_workers_pb2.WatchSessionEventsResponse], _abc.AsyncIterator[_workers_pb2.WatchSessionEventsResponse]]:
+        """The event log as it grows (after after_event_id), for admins and dashboards; a tenant
+        token must name its tenant and sees only its sessions' events.
         """
 
 def add_WorkerRegistryServicer_to_server(servicer: WorkerRegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

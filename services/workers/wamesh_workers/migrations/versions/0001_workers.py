@@ -45,6 +45,9 @@ def upgrade() -> None:
         sa.Column("epoch", sa.BigInteger, nullable=False),
         sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        # As the holder last reported it (qr_required, connecting, …); '' until then.
+        sa.Column("status", sa.Text, nullable=False, server_default=""),
+        sa.Column("status_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("sessions_worker_id", "sessions", ["worker_id"])
     op.create_index("sessions_tenant_id_id", "sessions", ["tenant_id", "id"])
