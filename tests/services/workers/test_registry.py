@@ -438,7 +438,7 @@ async def test_status_reports_are_fenced_kept_and_streamed_per_tenant(
     theirs = await assign(internal, kind=kind, tenant_id="t-theirs")
     stream = admin.WatchSessionEvents(pb.WatchSessionEventsRequest(tenant_id="t-mine"))
 
-    def report(session: pb.Session, status: int, epoch: int) -> Any:
+    def report(session: pb.Session, status: Any, epoch: int) -> Any:
         return internal.ReportSessionStatus(
             pb.ReportSessionStatusRequest(
                 session_id=session.id,
