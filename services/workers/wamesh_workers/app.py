@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from kubernetes.client import CoreV1Api
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -15,7 +16,8 @@ from wamesh_kit.rpc.database_service import BackgroundLoop, Backing, Wiring, dat
 from wamesh_kit.rpc.server import GrpcService, Service
 from wamesh_workers.announcer import Announcer
 from wamesh_workers.metrics import RegistryMetrics
-from wamesh_workers.servicer import WorkerRegistry, sweeping
+from wamesh_workers.pods import PodWatch, pod_api
+from wamesh_workers.servicer import WorkerRegistry, now, sweeping
 from wamesh_workers.settings import WorkersSettings
 from wamesh_workers.store import WorkerStore
 
@@ -28,8 +30,10 @@ async def workers_service(
     *,
     registry: CollectorRegistry = REGISTRY,
     tracer_provider: TracerProvider | None = None,
+    kubernetes_api: CoreV1Api | None = None,
 ) -> AsyncIterator[GrpcService]:
-    """The workers gRPC server and its sweep, started; stopped on exit."""
+    """The workers gRPC server, its sweep and (``WAMESH_K8S_WATCH``) the pod watch, started;
+    stopped on exit. ``kubernetes_api`` replaces the in-cluster client (tests)."""
 
     def wire(backing: Backing) -> Wiring:
         store = WorkerStore(backing.engine, timedelta(seconds=settings.lease_ttl_s))
@@ -41,6 +45,23 @@ async def workers_service(
             await sweeping(store, announcer, settings, metrics, stop)
 
         loops: dict[str, BackgroundLoop] = {"sweep": sweep}
+        if settings.k8s_watch:
+
+            async def pod_gone(pod_name: str, reason: str) -> None:
+                worker_id = await store.active_worker_of_instance(pod_name)
+                if worker_id is None:  # not one of ours, or already lost
+                    return
+                outcome = await store.lose(worker_id, f"its pod is {reason}", now())
+                await announcer.announce(outcome.changes)
+                metrics.count(outcome)
+
+            watch = PodWatch(
+                kubernetes_api or pod_api(in_cluster=True),
+                settings.k8s_namespace,
+                settings.k8s_worker_selector,
+                pod_gone,
+            )
+            loops["pod-watch"] = watch.run
         return Wiring(
             [
                 Service(
