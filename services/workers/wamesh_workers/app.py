@@ -37,7 +37,7 @@ async def workers_service(
 
     def wire(backing: Backing) -> Wiring:
         store = WorkerStore(backing.engine, timedelta(seconds=settings.lease_ttl_s))
-        announcer = Announcer(backing.redis, route_ttl_s=max(1, int(settings.lease_ttl_s)))
+        announcer = Announcer(backing.redis, route_ttl_s=settings.route_ttl_s)
         metrics = RegistryMetrics(backing.registry)
         servicer = WorkerRegistry(store, announcer, backing.redis, settings, metrics)
 

@@ -20,6 +20,12 @@ class WorkersSettings(DatabaseServiceSettings):
     rebalance_moves_per_sweep: int = Field(
         default=10, ge=0, description="Most sessions moved toward even load per sweep (0: never)"
     )
+    route_ttl_s: int = Field(
+        default=300,
+        ge=1,
+        description="Lifetime of a cached route, should a change's refresh be lost (a stale "
+        "route only sends work to a holder that refuses it by epoch)",
+    )
     qr_ttl_s: float = Field(default=120.0, gt=0, le=120.0)
     k8s_watch: bool = Field(default=False, description="Lose a worker as soon as its pod goes")
     k8s_namespace: str = "default"
