@@ -27,6 +27,11 @@ EVENT_KINDS = {
     "worker_drained": pb.WORKER_EVENT_KIND_WORKER_DRAINED,
     "session_status": pb.WORKER_EVENT_KIND_SESSION_STATUS,
 }
+SESSION_STATES = {
+    "pending": pb.SESSION_STATE_PENDING,
+    "assigned": pb.SESSION_STATE_ASSIGNED,
+    "moving": pb.SESSION_STATE_MOVING,
+}
 SESSION_STATUSES = {
     "qr_required": pb.SESSION_STATUS_QR_REQUIRED,
     "connecting": pb.SESSION_STATUS_CONNECTING,
@@ -68,14 +73,13 @@ def session_message(session: SessionRow) -> pb.Session:
         tenant_id=session.tenant_id,
         kind=session.kind,
         required_labels=session.required_labels,
-        state=pb.SESSION_STATE_ASSIGNED
-        if session.state == "assigned"
-        else pb.SESSION_STATE_PENDING,
+        state=SESSION_STATES[session.state],
         worker_id=session.worker_id or "",
         epoch=session.epoch,
         assigned_at=timestamp(session.assigned_at),
         status=SESSION_STATUSES.get(session.status, pb.SESSION_STATUS_UNSPECIFIED),
         status_at=timestamp(session.status_at),
+        moving_to=session.moving_to or "",
     )
 
 

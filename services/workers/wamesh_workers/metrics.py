@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from wamesh_workers.store import Outcome
 
 WORKER_STATES = ("active", "draining", "lost", "gone")
-SESSION_STATES = ("pending", "assigned")
+SESSION_STATES = ("pending", "assigned", "moving")
 
 
 class RegistryMetrics:

@@ -17,7 +17,7 @@ workers = sa.Table(
     sa.Column("endpoint", sa.Text, nullable=False),
     sa.Column("capacity", sa.Integer, nullable=False),
     sa.Column("labels", postgresql.JSONB, nullable=False),
-    sa.Column("state", sa.Text, nullable=False),  # active, lost, gone
+    sa.Column("state", sa.Text, nullable=False),  # active, draining, lost, gone
     sa.Column("load", sa.Float, nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=True),
@@ -33,8 +33,10 @@ sessions = sa.Table(
     sa.Column("tenant_id", sa.Text, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("required_labels", postgresql.JSONB, nullable=False),
-    sa.Column("state", sa.Text, nullable=False),  # pending, assigned
+    sa.Column("state", sa.Text, nullable=False),  # pending, assigned, moving
     sa.Column("worker_id", sa.Text, sa.ForeignKey("workers.id"), nullable=True),
+    # While moving: the worker it is reserved for, once its holder has stopped.
+    sa.Column("moving_to", sa.Text, sa.ForeignKey("workers.id"), nullable=True),
     # Fencing: rises on every change of holder, so an older holder's actions are refused.
     sa.Column("epoch", sa.BigInteger, nullable=False),
     sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True),
@@ -45,6 +47,7 @@ sessions = sa.Table(
     sa.Index("sessions_worker_id", "worker_id"),
     sa.Index("sessions_tenant_id_id", "tenant_id", "id"),
     sa.Index("sessions_state_kind", "state", "kind"),
+    sa.Index("sessions_moving_to", "moving_to"),
 )
 
 events = sa.Table(

@@ -30,7 +30,7 @@ from wamesh_workers.mapping import (
 )
 from wamesh_workers.metrics import RegistryMetrics
 from wamesh_workers.settings import WorkersSettings
-from wamesh_workers.store import LIVE, Outcome, Registration, SessionRow, WorkerStore
+from wamesh_workers.store import LIVE, Outcome, Registration, SessionRow, WorkerStore, holds
 
 log = logging.getLogger(__name__)
 # How often an event stream looks for new events: dashboards, not the hot path.
@@ -293,6 +293,8 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
         if cached is not None:
             return cached
         session, endpoint = await self._store.route(session_id)
+        if session.state == "moving":
+            raise FailedPrecondition("is moving between workers", field="session_id")
         if session.worker_id is None:
             raise FailedPrecondition("waits for a worker", field="session_id")
         with contextlib.suppress(Exception):  # the route is a cache: Postgres answered
@@ -338,7 +340,7 @@ class WorkerRegistry(workers_pb2_grpc.WorkerRegistryServicer):
         worker_id = validation.text(request.worker_id, "worker_id")
         payload = validation.text(request.qr_payload, "qr_payload", validation.MAX_QR_PAYLOAD)
         session = await self._store.session(session_id)
-        if (session.worker_id, session.epoch) != (worker_id, request.epoch):
+        if not holds(session, worker_id, request.epoch):
             raise FailedPrecondition(
                 f"is not the session's holder at epoch {request.epoch}", field="epoch"
             )

@@ -6,6 +6,12 @@ replica (and a replica that dies mid-decision just rolls back). Each such change
 session's epoch, so whatever the previous holder still does carries an older epoch and is
 refused. A method returns the :class:`Change` list it committed; the servicer tells the
 workers concerned and refreshes the hot routes after the commit.
+
+A session held by a live worker moves in two steps (a hand-over): the holder is told to stop
+and the session waits ``moving``, reserved for its next worker; only once the holder's
+heartbeat no longer lists it, or the holder is gone, is it assigned there under a new epoch.
+The fencing epoch refuses a late write, but a message already sent to Twilio cannot be
+refused: no two workers may act for one session at once, so the next one waits.
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ class WorkerRow:
     registered_at: datetime
     last_heartbeat_at: datetime | None
     lease_expires_at: datetime
+    # Sessions it holds (moving away included) and sessions reserved for it: its capacity use.
     session_count: int = 0
+    # Of those, sessions moving away from it, which no longer count toward its balance.
+    moving_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class SessionRow:
     assigned_at: datetime | None
     status: str = ""
     status_at: datetime | None = None
+    moving_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +102,7 @@ class Beat:
     release_session_ids: list[str]
 
 
-def _worker(row: sa.RowMapping, count: int = 0) -> WorkerRow:
+def _worker(row: sa.RowMapping, count: int = 0, moving_out: int = 0) -> WorkerRow:
     return WorkerRow(
         id=row["id"],
         instance_id=row["instance_id"],
@@ -106,6 +116,7 @@ def _worker(row: sa.RowMapping, count: int = 0) -> WorkerRow:
         last_heartbeat_at=row["last_heartbeat_at"],
         lease_expires_at=row["lease_expires_at"],
         session_count=count,
+        moving_out=moving_out,
     )
 
 
@@ -121,6 +132,7 @@ def _session(row: sa.RowMapping) -> SessionRow:
         assigned_at=row["assigned_at"],
         status=row["status"],
         status_at=row["status_at"],
+        moving_to=row["moving_to"],
     )
 
 
@@ -187,6 +199,16 @@ class WorkerStore:
         worker was lost now or before: it must stop everything and register again)."""
         outcome = Outcome()
         async with self._engine.begin() as conn:
+            # The placement lock first, and only when this beat places something: taken after
+            # the worker's row lock it could deadlock with a sweep that loses this worker.
+            seen = await conn.scalar(
+                sa.select(workers.c.lease_expires_at).where(
+                    workers.c.id == worker_id, workers.c.state.in_(LIVE)
+                )
+            )
+            stopped = await _stopped_handovers(conn, worker_id, held)
+            if seen is not None and (seen <= now or stopped):
+                await _lock(conn)
             row = (
                 (
                     await conn.execute(
@@ -199,7 +221,8 @@ class WorkerStore:
             if row is None or row["state"] not in LIVE:
                 return None, outcome
             if row["lease_expires_at"] <= now:
-                await _lock(conn)
+                if seen is None or seen > now:
+                    await _lock(conn)
                 await self._lose(conn, _worker(row), "its lease expired", now, outcome)
                 return None, outcome
             expires = now + self._ttl
@@ -208,6 +231,8 @@ class WorkerStore:
                 .where(workers.c.id == worker_id)
                 .values(load=load, last_heartbeat_at=now, lease_expires_at=expires)
             )
+            if stopped:
+                await self._finish_handovers(conn, worker_id, held, now, outcome)
             release = await _not_held(conn, worker_id, held)
         return Beat(expires, release), outcome
 
@@ -393,8 +418,19 @@ class WorkerStore:
                 )
             if worker_id:
                 target = await _fitting_target(conn, current, worker_id)
-                if current.worker_id != target.id:
+                if current.state == "pending":
                     current = await self._move(
+                        conn, current, target, "placed by request", now, outcome
+                    )
+                elif current.state == "moving" and current.moving_to != target.id:
+                    await conn.execute(
+                        sessions.update()
+                        .where(sessions.c.id == current.id)
+                        .values(moving_to=target.id)
+                    )
+                    current = replace(current, moving_to=target.id)
+                elif current.state == "assigned" and current.worker_id != target.id:
+                    current = await self._hand_over(
                         conn, current, target, "moved by request", now, outcome
                     )
             elif current.state == "pending":
@@ -444,12 +480,13 @@ class WorkerStore:
         return _session(row), row["endpoint"] or ""
 
     async def held_by(self, worker_id: str) -> list[SessionRow]:
+        """The sessions the worker may act for (not those it was told to stop)."""
         async with self._engine.connect() as conn:
             rows = (
                 (
                     await conn.execute(
                         sa.select(sessions)
-                        .where(sessions.c.worker_id == worker_id)
+                        .where(sessions.c.worker_id == worker_id, sessions.c.state == "assigned")
                         .order_by(sessions.c.id)
                     )
                 )
@@ -488,7 +525,7 @@ class WorkerStore:
             current = await _session_for_update(conn, session_id)
             if current is None:
                 raise NotFound("no such session", field="session_id")
-            if (current.worker_id, current.epoch) != (worker_id, epoch):
+            if not holds(current, worker_id, epoch):
                 raise FailedPrecondition(
                     f"is not the session's holder at epoch {epoch}", field="epoch"
                 )
@@ -569,8 +606,9 @@ class WorkerStore:
         *,
         keep_unplaced: bool = False,
     ) -> None:
-        """Move each session elsewhere; one that fits nowhere waits PENDING, or, with
-        ``keep_unplaced`` (a drain: the worker still serves), stays where it is."""
+        """Move each session elsewhere; one that fits nowhere waits PENDING. With
+        ``keep_unplaced`` (a drain: the worker still serves), each is handed over, and one that
+        fits nowhere stays where it is; without it the worker has stopped (lost or gone)."""
         rows = (
             (
                 await conn.execute(
@@ -585,11 +623,12 @@ class WorkerStore:
         )
         fits = await _candidates(conn)
         for held in [_session(row) for row in rows]:
-            best = _best(fits, held)
-            if best is not None:
-                await self._move(conn, held, best, reason, now, outcome)
-            elif not keep_unplaced:
-                await self._revoke(conn, held, reason, now, outcome, to_pending=True)
+            if not keep_unplaced:
+                await self._finish(conn, held, fits, reason, now, outcome)
+            elif held.state == "assigned":
+                best = _best(fits, held)
+                if best is not None:
+                    await self._hand_over(conn, held, best, reason, now, outcome)
 
     async def _place_pending(self, conn: AsyncConnection, now: datetime, outcome: Outcome) -> None:
         rows = (
@@ -623,9 +662,9 @@ class WorkerStore:
             if move is None:
                 return
             session, target = move
-            await self._move(conn, session, target, "rebalanced", now, outcome)
+            await self._hand_over(conn, session, target, "rebalanced", now, outcome)
             source = candidates[session.worker_id or ""]
-            candidates[source.id] = replace(source, session_count=source.session_count - 1)
+            candidates[source.id] = replace(source, moving_out=source.moving_out + 1)
             candidates[target.id] = replace(target, session_count=target.session_count + 1)
 
     async def _move(
@@ -637,19 +676,26 @@ class WorkerStore:
         now: datetime,
         outcome: Outcome,
     ) -> SessionRow:
-        if current.worker_id is not None:
-            await self._revoke(conn, current, reason, now, outcome)
+        """Place ``current`` on ``target`` now: its holder, if any, has stopped or is gone."""
+        await self._revoke(conn, current, reason, now, outcome)
         placed = replace(
             current,
             state="assigned",
             worker_id=target.id,
             epoch=current.epoch + 1,
             assigned_at=now,
+            moving_to=None,
         )
         await conn.execute(
             sessions.update()
             .where(sessions.c.id == current.id)
-            .values(state="assigned", worker_id=target.id, epoch=placed.epoch, assigned_at=now)
+            .values(
+                state="assigned",
+                worker_id=target.id,
+                epoch=placed.epoch,
+                assigned_at=now,
+                moving_to=None,
+            )
         )
         await _event(
             conn, "session_assigned", now, worker_id=target.id, session=placed, detail=reason
@@ -667,23 +713,102 @@ class WorkerStore:
         *,
         to_pending: bool = False,
     ) -> None:
+        """Tell the holder to stop (once: a moving session's holder was told already); with
+        ``to_pending`` the session then waits for a worker."""
         if current.worker_id is None:
             return
-        outcome.changes.append(Change("revoked", current.worker_id, "", current))
-        await _event(
-            conn,
-            "session_revoked",
-            now,
-            worker_id=current.worker_id,
-            session=current,
-            detail=reason,
-        )
+        if current.state == "assigned":
+            outcome.changes.append(Change("revoked", current.worker_id, "", current))
+            await _event(
+                conn,
+                "session_revoked",
+                now,
+                worker_id=current.worker_id,
+                session=current,
+                detail=reason,
+            )
         if to_pending:
             await conn.execute(
                 sessions.update()
                 .where(sessions.c.id == current.id)
-                .values(state="pending", worker_id=None, epoch=current.epoch + 1, assigned_at=None)
+                .values(
+                    state="pending",
+                    worker_id=None,
+                    epoch=current.epoch + 1,
+                    assigned_at=None,
+                    moving_to=None,
+                )
             )
+
+    async def _hand_over(
+        self,
+        conn: AsyncConnection,
+        current: SessionRow,
+        target: WorkerRow,
+        reason: str,
+        now: datetime,
+        outcome: Outcome,
+    ) -> SessionRow:
+        """Tell a live holder to stop and reserve the session for ``target``; it moves on
+        once the holder has stopped (:meth:`_finish_handovers`) or is gone."""
+        await self._revoke(conn, current, reason, now, outcome)
+        await conn.execute(
+            sessions.update()
+            .where(sessions.c.id == current.id)
+            .values(state="moving", moving_to=target.id)
+        )
+        return replace(current, state="moving", moving_to=target.id)
+
+    async def _finish_handovers(
+        self,
+        conn: AsyncConnection,
+        worker_id: str,
+        held: Sequence[tuple[str, int]],
+        now: datetime,
+        outcome: Outcome,
+    ) -> None:
+        """Move on the sessions moving away from ``worker_id`` that it no longer lists."""
+        listed = {session_id for session_id, _ in held}
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.worker_id == worker_id, sessions.c.state == "moving")
+                    .order_by(sessions.c.id)
+                    .with_for_update()
+                )
+            )
+            .mappings()
+            .all()
+        )
+        stopped = [s for s in (_session(row) for row in rows) if s.id not in listed]
+        if not stopped:
+            return
+        candidates = await _candidates(conn)
+        for session in stopped:
+            await self._finish(conn, session, candidates, "handed over", now, outcome)
+
+    async def _finish(
+        self,
+        conn: AsyncConnection,
+        current: SessionRow,
+        candidates: dict[str, WorkerRow],
+        reason: str,
+        now: datetime,
+        outcome: Outcome,
+    ) -> None:
+        """Place a session whose holder has stopped or is gone: on the worker it was reserved
+        for, else wherever fits best, else PENDING."""
+        target = candidates.get(current.moving_to or "")
+        if target is not None and fits(target, current):
+            # The reservation becomes a holding: the source gives its count back.
+            _count(candidates, current.worker_id, -1)
+        else:
+            target = _best(candidates, current)
+        if target is None:
+            await self._revoke(conn, current, reason, now, outcome, to_pending=True)
+        else:
+            await self._move(conn, current, target, reason, now, outcome)
 
 
 async def _lock(conn: AsyncConnection) -> None:
@@ -700,21 +825,49 @@ def _is_retry(holder: WorkerRow, spec: Registration) -> bool:
     return same and holder.last_heartbeat_at is None
 
 
+def holds(session: SessionRow, worker_id: str, epoch: int) -> bool:
+    """Whether ``worker_id`` may act for ``session`` at ``epoch`` (not once told to stop)."""
+    return session.state == "assigned" and (session.worker_id, session.epoch) == (
+        worker_id,
+        epoch,
+    )
+
+
 async def _not_held(
     conn: AsyncConnection, worker_id: str, held: Sequence[tuple[str, int]]
 ) -> list[str]:
+    """The listed sessions the worker must stop: moved, moving away, or at another epoch."""
     if not held:
         return []
     ids = [session_id for session_id, _ in held]
     rows = (
         await conn.execute(
-            sa.select(sessions.c.id, sessions.c.worker_id, sessions.c.epoch).where(
-                sessions.c.id.in_(ids)
+            sa.select(
+                sessions.c.id, sessions.c.worker_id, sessions.c.epoch, sessions.c.state
+            ).where(sessions.c.id.in_(ids))
+        )
+    ).all()
+    truth = {row.id: (row.worker_id, row.epoch, row.state) for row in rows}
+    return [
+        session_id
+        for session_id, epoch in held
+        if truth.get(session_id) != (worker_id, epoch, "assigned")
+    ]
+
+
+async def _stopped_handovers(
+    conn: AsyncConnection, worker_id: str, held: Sequence[tuple[str, int]]
+) -> bool:
+    """Whether a session moving away from the worker is missing from what it lists."""
+    moving = (
+        await conn.scalars(
+            sa.select(sessions.c.id).where(
+                sessions.c.worker_id == worker_id, sessions.c.state == "moving"
             )
         )
     ).all()
-    truth = {row.id: (row.worker_id, row.epoch) for row in rows}
-    return [session_id for session_id, epoch in held if truth.get(session_id) != (worker_id, epoch)]
+    listed = {session_id for session_id, _ in held}
+    return any(session_id not in listed for session_id in moving)
 
 
 async def _session_for_update(conn: AsyncConnection, session_id: str) -> SessionRow | None:
@@ -731,25 +884,50 @@ async def _session_for_update(conn: AsyncConnection, session_id: str) -> Session
 
 
 async def _candidates(conn: AsyncConnection) -> dict[str, WorkerRow]:
-    """Every live worker with how many sessions it holds: the state placement works on."""
-    counts = (
-        sa.select(sessions.c.worker_id, sa.func.count().label("n"))
+    """Every active worker with the sessions it holds or has reserved, and how many of them
+    move away: the state placement works on."""
+    held = (
+        sa.select(
+            sessions.c.worker_id.label("worker_id"),
+            sa.func.count().label("n"),
+            sa.func.count().filter(sessions.c.state == "moving").label("out"),
+        )
         .where(sessions.c.worker_id.is_not(None))
         .group_by(sessions.c.worker_id)
         .subquery()
     )
+    reserved = (
+        sa.select(sessions.c.moving_to.label("worker_id"), sa.func.count().label("n"))
+        .where(sessions.c.moving_to.is_not(None))
+        .group_by(sessions.c.moving_to)
+        .subquery()
+    )
+    count = sa.func.coalesce(held.c.n, 0) + sa.func.coalesce(reserved.c.n, 0)
     rows = (
         (
             await conn.execute(
-                sa.select(workers, sa.func.coalesce(counts.c.n, 0).label("session_count"))
-                .outerjoin(counts, counts.c.worker_id == workers.c.id)
+                sa.select(
+                    workers,
+                    count.label("session_count"),
+                    sa.func.coalesce(held.c.out, 0).label("moving_out"),
+                )
+                .outerjoin(held, held.c.worker_id == workers.c.id)
+                .outerjoin(reserved, reserved.c.worker_id == workers.c.id)
                 .where(workers.c.state == "active")
             )
         )
         .mappings()
         .all()
     )
-    return {row["id"]: _worker(row, int(row["session_count"])) for row in rows}
+    return {
+        row["id"]: _worker(row, int(row["session_count"]), int(row["moving_out"])) for row in rows
+    }
+
+
+def _count(candidates: dict[str, WorkerRow], worker_id: str | None, change: int) -> None:
+    worker = candidates.get(worker_id or "")
+    if worker is not None:
+        candidates[worker.id] = replace(worker, session_count=worker.session_count + change)
 
 
 def fits(worker: WorkerRow, session: SessionRow) -> bool:
@@ -771,28 +949,27 @@ def _best(candidates: dict[str, WorkerRow], session: SessionRow) -> WorkerRow | 
     if not free:
         return None
     best = min(free, key=lambda w: (-(w.capacity - w.session_count), w.id))
-    candidates[best.id] = replace(best, session_count=best.session_count + 1)
-    if session.worker_id in candidates:
-        old = candidates[session.worker_id]
-        candidates[session.worker_id] = replace(old, session_count=old.session_count - 1)
+    _count(candidates, best.id, +1)
+    _count(candidates, session.worker_id, -1)
     return best
 
 
 def _ratio(worker: WorkerRow, extra: int = 0) -> float:
-    return (worker.session_count + extra) / worker.capacity
+    """Its share of capacity once the sessions moving away from it have gone."""
+    return (worker.session_count - worker.moving_out + extra) / worker.capacity
 
 
 async def _best_move(
     conn: AsyncConnection, candidates: dict[str, WorkerRow]
 ) -> tuple[SessionRow, WorkerRow] | None:
     for source in sorted(candidates.values(), key=lambda w: (-_ratio(w), w.id)):
-        if source.session_count == 0:
+        if source.session_count - source.moving_out == 0:
             return None
         rows = (
             (
                 await conn.execute(
                     sa.select(sessions)
-                    .where(sessions.c.worker_id == source.id)
+                    .where(sessions.c.worker_id == source.id, sessions.c.state == "assigned")
                     .order_by(sessions.c.id)
                     .limit(50)
                 )
@@ -826,7 +1003,9 @@ async def _fitting_target(conn: AsyncConnection, session: SessionRow, worker_id:
         raise FailedPrecondition(
             "is not of the session's kind or lacks its required labels", field="worker_id"
         )
-    if session.worker_id != target.id and target.session_count >= target.capacity:
+    if target.id not in (session.worker_id, session.moving_to) and (
+        target.session_count >= target.capacity
+    ):
         raise FailedPrecondition("is at capacity", field="worker_id")
     return target
 

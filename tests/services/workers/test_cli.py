@@ -50,6 +50,7 @@ async def test_workers_and_sessions_from_the_terminal(service: GrpcService, inte
     shown = printed(await run(service, "workers", "show", first.id, "--json"))
     route = printed(await run(service, "sessions", "show", session_id, "--json"))
     drained = printed(await run(service, "workers", "drain", first.id, "--json"))
+    await internal.Heartbeat(pb.HeartbeatRequest(worker_id=first.id))  # it stopped the session
     moved = printed(await run(service, "sessions", "list", "--worker-id", second.id, "--json"))
     released = await run(service, "sessions", "release", session_id)
     gone = await run(service, "sessions", "show", session_id)

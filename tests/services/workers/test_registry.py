@@ -118,29 +118,134 @@ async def test_a_heartbeat_lists_what_the_worker_holds_no_longer(internal: Any) 
     kind = unique("k")
     worker = await register(internal, kind=kind)
     held = await assign(internal, kind=kind)
-    other = await register(internal, kind=kind)
-    moved = await internal.AssignSession(
-        pb.AssignSessionRequest(
-            session_id=held.id,
-            tenant_id=held.tenant_id,
-            kind=kind,
-            worker_id=other.id,
-            expected_epoch=held.epoch,
-        )
-    )
+    await release_on(internal, worker.id, held.id, held.epoch)
 
     beat = await internal.Heartbeat(
         pb.HeartbeatRequest(
             worker_id=worker.id,
             sessions=[
-                pb.HeldSession(session_id=held.id, epoch=held.epoch),
+                pb.HeldSession(session_id=held.id, epoch=held.epoch + 1),
                 pb.HeldSession(session_id="never-existed", epoch=1),
             ],
         )
     )
 
-    assert moved.session.epoch == held.epoch + 1
     assert sorted(beat.release_session_ids) == sorted([held.id, "never-existed"])
+
+
+async def release_on(internal: Any, worker_id: str, session_id: str, epoch: int) -> None:
+    """The worker lists the session as held and is told nothing."""
+    beat = await internal.Heartbeat(
+        pb.HeartbeatRequest(
+            worker_id=worker_id, sessions=[pb.HeldSession(session_id=session_id, epoch=epoch)]
+        )
+    )
+    assert list(beat.release_session_ids) == []
+
+
+async def route_of(internal: Any, session_id: str) -> pb.RouteSessionResponse:
+    route: pb.RouteSessionResponse = await internal.RouteSession(
+        pb.RouteSessionRequest(session_id=session_id)
+    )
+    return route
+
+
+async def test_a_held_session_moves_only_once_its_holder_has_stopped(internal: Any) -> None:
+    kind = unique("k")
+    holder = await register(internal, kind=kind)
+    held = await assign(internal, kind=kind)
+    other = await register(internal, kind=kind)
+    listing = [pb.HeldSession(session_id=held.id, epoch=held.epoch)]
+    stream = internal.WatchAssignments(pb.WatchAssignmentsRequest(worker_id=other.id))
+    assert (await stream.read()).action == pb.ASSIGNMENT_ACTION_SYNCED
+
+    moving = await internal.AssignSession(
+        pb.AssignSessionRequest(
+            session_id=held.id, tenant_id=held.tenant_id, kind=kind, worker_id=other.id
+        )
+    )
+    route_code, route_details = await code_of(route_of(internal, held.id))
+    still_held = await internal.Heartbeat(
+        pb.HeartbeatRequest(worker_id=holder.id, sessions=listing)
+    )
+    qr_code, _ = await code_of(
+        internal.PutQrCode(
+            pb.PutQrCodeRequest(
+                session_id=held.id, worker_id=holder.id, epoch=held.epoch, qr_payload="q"
+            )
+        )
+    )
+    snapshot = internal.WatchAssignments(pb.WatchAssignmentsRequest(worker_id=holder.id))
+    first_of_holder = await snapshot.read()
+    snapshot.cancel()
+    while_listed = await route_code_of(internal, held.id)
+    await internal.Heartbeat(pb.HeartbeatRequest(worker_id=holder.id))
+    arrived = await stream.read()
+    stream.cancel()
+    route = await route_of(internal, held.id)
+
+    assert moving.session.state == pb.SESSION_STATE_MOVING
+    assert (moving.session.worker_id, moving.session.moving_to) == (holder.id, other.id)
+    assert moving.session.epoch == held.epoch
+    assert route_code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "moving" in route_details
+    assert list(still_held.release_session_ids) == [held.id]
+    assert qr_code == grpc.StatusCode.FAILED_PRECONDITION
+    assert first_of_holder.action == pb.ASSIGNMENT_ACTION_SYNCED  # told to stop: not in it
+    assert while_listed == grpc.StatusCode.FAILED_PRECONDITION
+    assert (arrived.action, arrived.session.id) == (pb.ASSIGNMENT_ACTION_ASSIGNED, held.id)
+    assert (arrived.session.worker_id, arrived.session.epoch) == (other.id, held.epoch + 1)
+    assert (route.worker_id, route.epoch) == (other.id, held.epoch + 1)
+
+
+async def route_code_of(internal: Any, session_id: str) -> grpc.StatusCode:
+    code, _ = await code_of(route_of(internal, session_id))
+    return code
+
+
+async def test_a_holder_that_never_confirms_hands_over_when_its_lease_ends(
+    internal: Any,
+) -> None:
+    kind = unique("k")
+    holder = await register(internal, kind=kind)
+    held = await assign(internal, kind=kind)
+    other = await register(internal, kind=kind)
+
+    async def keep_alive() -> None:
+        while True:
+            await internal.Heartbeat(pb.HeartbeatRequest(worker_id=other.id))
+            await asyncio.sleep(0.3)
+
+    beating = asyncio.create_task(keep_alive())
+    try:
+        await internal.AssignSession(
+            pb.AssignSessionRequest(
+                session_id=held.id, tenant_id=held.tenant_id, kind=kind, worker_id=other.id
+            )
+        )
+        # `holder` keeps listing the session, then goes silent: past its 2 s lease it is lost.
+        await release_on_refusal(internal, holder.id, held)
+
+        async def placed() -> pb.RouteSessionResponse | None:
+            try:
+                return await route_of(internal, held.id)
+            except grpc.aio.AioRpcError:
+                return None
+
+        route = await eventually_async(placed)
+    finally:
+        beating.cancel()
+
+    assert (route.worker_id, route.epoch) == (other.id, held.epoch + 1)
+
+
+async def release_on_refusal(internal: Any, worker_id: str, held: pb.Session) -> None:
+    beat = await internal.Heartbeat(
+        pb.HeartbeatRequest(
+            worker_id=worker_id, sessions=[pb.HeldSession(session_id=held.id, epoch=held.epoch)]
+        )
+    )
+    assert list(beat.release_session_ids) == [held.id]
 
 
 async def test_a_stale_expected_epoch_is_refused(internal: Any) -> None:

@@ -60,6 +60,11 @@ class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionS
     SESSION_STATE_PENDING: _SessionState.ValueType  # 1
     """Waiting for a worker of its kind with capacity and matching labels."""
     SESSION_STATE_ASSIGNED: _SessionState.ValueType  # 2
+    SESSION_STATE_MOVING: _SessionState.ValueType  # 3
+    """Its holder (worker_id) was told to stop; it goes to moving_to (or wherever fits then)
+    once the holder confirms it stopped, by a heartbeat that no longer lists it, or loses
+    its lease. Two workers never hold one session at once, not even during a move.
+    """
 
 class SessionState(_SessionState, metaclass=_SessionStateEnumTypeWrapper): ...
 
@@ -67,6 +72,11 @@ SESSION_STATE_UNSPECIFIED: SessionState.ValueType  # 0
 SESSION_STATE_PENDING: SessionState.ValueType  # 1
 """Waiting for a worker of its kind with capacity and matching labels."""
 SESSION_STATE_ASSIGNED: SessionState.ValueType  # 2
+SESSION_STATE_MOVING: SessionState.ValueType  # 3
+"""Its holder (worker_id) was told to stop; it goes to moving_to (or wherever fits then)
+once the holder confirms it stopped, by a heartbeat that no longer lists it, or loses
+its lease. Two workers never hold one session at once, not even during a move.
+"""
 Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
 
 class _SessionStatus:
@@ -277,6 +287,7 @@ class Session(_message.Message):
     ASSIGNED_AT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     STATUS_AT_FIELD_NUMBER: _builtins.int
+    MOVING_TO_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Chosen by the creator, e.g. "twilio:{tenant_id}:{number}"."""
     tenant_id: _builtins.str
@@ -289,6 +300,8 @@ class Session(_message.Message):
     """Fencing epoch: rises on every placement; an action carrying an older epoch is refused."""
     status: Global___SessionStatus.ValueType
     """As its holder last reported it; UNSPECIFIED until then."""
+    moving_to: _builtins.str
+    """While MOVING: the worker it is reserved for; empty otherwise."""
     @_builtins.property
     def required_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Only workers carrying all these labels may hold it."""
@@ -310,10 +323,11 @@ class Session(_message.Message):
         assigned_at: _timestamp_pb2.Timestamp | None = ...,
         status: Global___SessionStatus.ValueType = ...,
         status_at: _timestamp_pb2.Timestamp | None = ...,
+        moving_to: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "status_at", b"status_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "epoch", b"epoch", "id", b"id", "kind", b"kind", "required_labels", b"required_labels", "state", b"state", "status", b"status", "status_at", b"status_at", "tenant_id", b"tenant_id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "epoch", b"epoch", "id", b"id", "kind", b"kind", "moving_to", b"moving_to", "required_labels", b"required_labels", "state", b"state", "status", b"status", "status_at", b"status_at", "tenant_id", b"tenant_id", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -482,7 +496,11 @@ class HeartbeatRequest(_message.Message):
     load: _builtins.float
     """0.0 (idle) to 1.0 (saturated)."""
     @_builtins.property
-    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldSession]: ...
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldSession]:
+        """Every session it holds now. A session MOVING away from it that is not listed is taken
+        as stopped, and goes on to its next worker.
+        """
+
     def __init__(
         self,
         *,

@@ -139,7 +139,8 @@ class WorkerRegistryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeregisterWorker(self, request, context):
-        """Removes a worker and reassigns its sessions; an unknown worker is a no-op.
+        """Removes a worker and reassigns its sessions at once, so the worker must have stopped
+        every session before calling; an unknown worker is a no-op.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,6 +157,7 @@ class WorkerRegistryServicer:
     def AssignSession(self, request, context):
         """Creates a session if new and places it (on worker_id, or where the registry picks).
         With no live worker that fits, the session waits PENDING and is placed once one does.
+        Moving a held session to worker_id answers it MOVING: the holder stops first.
         FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
         an unknown worker_id. Already placed as asked: returned unchanged.
         """
@@ -173,7 +175,7 @@ class WorkerRegistryServicer:
 
     def RouteSession(self, request, context):
         """Where a session lives now (the hot route, from Redis). NOT_FOUND for an unknown session;
-        FAILED_PRECONDITION while it waits for a worker.
+        FAILED_PRECONDITION while it waits for a worker or moves between two.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

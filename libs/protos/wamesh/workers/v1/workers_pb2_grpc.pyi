@@ -46,7 +46,9 @@ class WorkerRegistryStub:
     deregistered: it must stop all sessions and register again.
     """
     DeregisterWorker: _grpc.UnaryUnaryMultiCallable[_workers_pb2.DeregisterWorkerRequest, _workers_pb2.DeregisterWorkerResponse]
-    """Removes a worker and reassigns its sessions; an unknown worker is a no-op."""
+    """Removes a worker and reassigns its sessions at once, so the worker must have stopped
+    every session before calling; an unknown worker is a no-op.
+    """
     WatchAssignments: _grpc.UnaryStreamMultiCallable[_workers_pb2.WatchAssignmentsRequest, _workers_pb2.WatchAssignmentsResponse]
     """Streams the worker's assignments: first every current one, then SYNCED, then changes.
     NOT_FOUND for an unknown worker; the stream ends when the worker loses its lease.
@@ -54,6 +56,7 @@ class WorkerRegistryStub:
     AssignSession: _grpc.UnaryUnaryMultiCallable[_workers_pb2.AssignSessionRequest, _workers_pb2.AssignSessionResponse]
     """Creates a session if new and places it (on worker_id, or where the registry picks).
     With no live worker that fits, the session waits PENDING and is placed once one does.
+    Moving a held session to worker_id answers it MOVING: the holder stops first.
     FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
     an unknown worker_id. Already placed as asked: returned unchanged.
     """
@@ -63,7 +66,7 @@ class WorkerRegistryStub:
     """
     RouteSession: _grpc.UnaryUnaryMultiCallable[_workers_pb2.RouteSessionRequest, _workers_pb2.RouteSessionResponse]
     """Where a session lives now (the hot route, from Redis). NOT_FOUND for an unknown session;
-    FAILED_PRECONDITION while it waits for a worker.
+    FAILED_PRECONDITION while it waits for a worker or moves between two.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_workers_pb2.ListWorkersRequest, _workers_pb2.ListWorkersResponse]
     """Workers ordered by id, keyset-paged, filtered by kind and state."""
@@ -108,7 +111,9 @@ class WorkerRegistryAsyncStub(WorkerRegistryStub):
     deregistered: it must stop all sessions and register again.
     """
     DeregisterWorker: _aio.UnaryUnaryMultiCallable[_workers_pb2.DeregisterWorkerRequest, _workers_pb2.DeregisterWorkerResponse]  # type: ignore[assignment]
-    """Removes a worker and reassigns its sessions; an unknown worker is a no-op."""
+    """Removes a worker and reassigns its sessions at once, so the worker must have stopped
+    every session before calling; an unknown worker is a no-op.
+    """
     WatchAssignments: _aio.UnaryStreamMultiCallable[_workers_pb2.WatchAssignmentsRequest, _workers_pb2.WatchAssignmentsResponse]  # type: ignore[assignment]
     """Streams the worker's assignments: first every current one, then SYNCED, then changes.
     NOT_FOUND for an unknown worker; the stream ends when the worker loses its lease.
@@ -116,6 +121,7 @@ class WorkerRegistryAsyncStub(WorkerRegistryStub):
     AssignSession: _aio.UnaryUnaryMultiCallable[_workers_pb2.AssignSessionRequest, _workers_pb2.AssignSessionResponse]  # type: ignore[assignment]
     """Creates a session if new and places it (on worker_id, or where the registry picks).
     With no live worker that fits, the session waits PENDING and is placed once one does.
+    Moving a held session to worker_id answers it MOVING: the holder stops first.
     FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
     an unknown worker_id. Already placed as asked: returned unchanged.
     """
@@ -125,7 +131,7 @@ class WorkerRegistryAsyncStub(WorkerRegistryStub):
     """
     RouteSession: _aio.UnaryUnaryMultiCallable[_workers_pb2.RouteSessionRequest, _workers_pb2.RouteSessionResponse]  # type: ignore[assignment]
     """Where a session lives now (the hot route, from Redis). NOT_FOUND for an unknown session;
-    FAILED_PRECONDITION while it waits for a worker.
+    FAILED_PRECONDITION while it waits for a worker or moves between two.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_workers_pb2.ListWorkersRequest, _workers_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Workers ordered by id, keyset-paged, filtered by kind and state."""
@@ -185,7 +191,9 @@ class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
         request: _workers_pb2.DeregisterWorkerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workers_pb2.DeregisterWorkerResponse, _abc.Awaitable[_workers_pb2.DeregisterWorkerResponse]]:
-        """Removes a worker and reassigns its sessions; an unknown worker is a no-op."""
+        """Removes a worker and reassigns its sessions at once, so the worker must have stopped
+        every session before calling; an unknown worker is a no-op.
+        """
 
     @_abc_1.abstractmethod
     def WatchAssignments(
@@ -205,6 +213,7 @@ class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_workers_pb2.AssignSessionResponse, _abc.Awaitable[_workers_pb2.AssignSessionResponse]]:
         """Creates a session if new and places it (on worker_id, or where the registry picks).
         With no live worker that fits, the session waits PENDING and is placed once one does.
+        Moving a held session to worker_id answers it MOVING: the holder stops first.
         FAILED_PRECONDITION if expected_epoch is stale or worker_id cannot take it; NOT_FOUND for
         an unknown worker_id. Already placed as asked: returned unchanged.
         """
@@ -226,7 +235,7 @@ class WorkerRegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workers_pb2.RouteSessionResponse, _abc.Awaitable[_workers_pb2.RouteSessionResponse]]:
         """Where a session lives now (the hot route, from Redis). NOT_FOUND for an unknown session;
-        FAILED_PRECONDITION while it waits for a worker.
+        FAILED_PRECONDITION while it waits for a worker or moves between two.
         """
 
     @_abc_1.abstractmethod
