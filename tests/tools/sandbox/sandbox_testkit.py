@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -85,6 +86,7 @@ class Received:
     url: str
     headers: dict[str, str]
     form: dict[str, str]
+    at: float  # time.monotonic() on arrival
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Receiver:
 
     async def endpoint(self, request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        self.got.append(Received(str(request.url), dict(request.headers), form))
+        self.got.append(Received(str(request.url), dict(request.headers), form, time.monotonic()))
         self.arrived.set()
         status = self.answers.pop(0) if self.answers else 200
         return Response(
@@ -129,3 +131,39 @@ async def receiver(answers: list[int] | None = None) -> AsyncIterator[tuple[str,
     app = Starlette(routes=[Route("/{path:path}", keeper.endpoint, methods=["POST"])])
     async with serve(app) as port:
         yield f"http://127.0.0.1:{port}", keeper
+
+
+@dataclass
+class Hung:
+    """A webhook target that accepts connections, reads them and never answers."""
+
+    url: str
+    connections: int = 0
+    open: int = 0
+
+
+@contextlib.asynccontextmanager
+async def hung_target() -> AsyncIterator[Hung]:
+    writers: set[asyncio.StreamWriter] = set()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hung.connections += 1
+        hung.open += 1
+        writers.add(writer)
+        try:
+            await reader.read()  # until the sandbox gives up on it and closes
+        finally:
+            hung.open -= 1
+            writers.discard(writer)
+            writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hung = Hung(f"http://127.0.0.1:{port}")
+    try:
+        yield hung
+    finally:
+        server.close()
+        for writer in list(writers):
+            writer.close()
+        await server.wait_closed()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from tests.tools.sandbox.openapi import validate_response
 from tests.tools.sandbox.sandbox_testkit import (
     ACCOUNT,
     CUSTOMER,
@@ -94,6 +96,29 @@ def ended(sandbox: Running, sid: str, status: str) -> bool | None:
 
 
 # -- errors instead of creates ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(429, 20429), (500, 20500), (503, 20503), (401, 20003)]
+)
+async def test_a_faults_answer_matches_twilios_openapi_description(
+    sandbox: Running, status: int, code: int
+) -> None:
+    await add_fault(sandbox, account_sid=ACCOUNT.sid, status=status, code=code)
+
+    async with httpx.AsyncClient(
+        base_url=sandbox.url, auth=(ACCOUNT.sid, ACCOUNT.auth_token)
+    ) as http:
+        response = await http.post(MESSAGES, data={"From": SENDER, "To": CUSTOMER, "Body": "x"})
+
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    validate_response(
+        "POST",
+        str(response.url),
+        response.status_code,
+        response.headers["content-type"],
+        response.content,
+    )
 
 
 @pytest.mark.parametrize(
@@ -231,24 +256,44 @@ async def test_clearing_the_faults_removes_every_fault_and_rate_limit(
 # -- latency, dropped connections, late failures ---------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "latency",
-    [{"latency_ms": 50}, {"latency_ms": 20, "latency_max_ms": 60}],
-    ids=["fixed", "range"],
-)
-async def test_a_latency_fault_delays_the_answer_and_the_message_is_created(
-    sandbox: Running, async_client: Client, latency: dict[str, float]
-) -> None:
-    # Only that the fault was met and the create went through: how long it took is for the
-    # benchmarks, never a pass/fail test.
-    await add_fault(sandbox, account_sid=ACCOUNT.sid, **latency)
+async def timed_create(client: Client, body: str) -> tuple[Any, float]:
+    """The created message and how long the create took, in seconds."""
+    started = time.monotonic()
+    created = await client.messages.create_async(to=CUSTOMER, from_=SENDER, body=body)
+    return created, time.monotonic() - started
 
-    created = await async_client.messages.create_async(to=CUSTOMER, from_=SENDER, body="slow")
+
+async def test_a_fixed_latency_fault_delays_the_answer_at_least_that_long(
+    sandbox: Running, async_client: Client
+) -> None:
+    await add_fault(sandbox, account_sid=ACCOUNT.sid, latency_ms=300)
+
+    created, elapsed = await timed_create(async_client, "slow")
 
     [fault] = await listed_faults(sandbox)
-    assert fault["met"] == 1
+    assert (fault["met"], fault["last_latency_ms"]) == (1, 300)
+    assert elapsed >= 0.3
     assert created.status == "queued"
     assert recorded(sandbox) == [created.sid]
+
+
+async def test_a_latency_range_draws_a_delay_per_create_each_waited_in_full(
+    sandbox: Running, async_client: Client
+) -> None:
+    # Only lower bounds on time: how far above them a create ends is the machine's business.
+    await add_fault(sandbox, account_sid=ACCOUNT.sid, latency_ms=50, latency_max_ms=250, count=5)
+
+    drawn, created = [], []
+    for index in range(5):
+        message, elapsed = await timed_create(async_client, f"slow {index}")
+        [fault] = await listed_faults(sandbox)
+        drawn.append(fault["last_latency_ms"])
+        created.append(message.sid)
+        assert elapsed >= fault["last_latency_ms"] / 1000 >= 0.05
+
+    assert all(50 <= ms <= 250 for ms in drawn), drawn
+    assert len(set(drawn)) > 1, drawn
+    assert recorded(sandbox) == created
 
 
 def no_unanswered_error(caplog: pytest.LogCaptureFixture) -> bool:
@@ -375,6 +420,24 @@ async def test_a_sender_scoped_rate_limit_spares_the_accounts_other_senders(
     assert other == []
     assert limited
     assert {(error.status, error.code) for error in limited} == {(429, 20429)}
+
+
+async def test_an_account_wide_rate_limit_counts_each_sender_separately(
+    sandbox: Running, async_client: Client
+) -> None:
+    await set_rate_limit(sandbox, account_sid=ACCOUNT.sid, per_second=3)
+
+    first = await quick_creates(async_client, SENDER, 10)
+    second = await quick_creates(async_client, OTHER_SENDER, 10)
+
+    # Each sender starts with a full second's allowance of its own, whatever the other
+    # sender spent just before.
+    assert 10 - len(first) >= 3
+    assert 10 - len(second) >= 3
+    assert first
+    assert second
+    assert {(error.status, error.code) for error in first + second} == {(429, 20429)}
+    assert len(recorded(sandbox)) == 20 - len(first) - len(second)
 
 
 # -- refusals -------------------------------------------------------------------------------

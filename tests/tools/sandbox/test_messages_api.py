@@ -193,6 +193,36 @@ async def test_validation_errors_raise_the_librarys_exception_with_twilios_code(
     assert sandbox.app.sandbox.record.messages == {}
 
 
+async def test_a_customer_who_sent_stop_is_21610_to_both_python_clients_until_start(
+    sandbox: Running, async_client: Client
+) -> None:
+    client = sync_client(sandbox)
+
+    async def customer_writes(body: str) -> None:
+        async with httpx.AsyncClient(base_url=sandbox.url, timeout=30) as http:
+            wrote = await http.post(
+                "/sandbox/inbound", json={"from": CUSTOMER, "to": SENDER, "body": body}
+            )
+        assert wrote.status_code == 200, wrote.text
+
+    await customer_writes("STOP")
+    with pytest.raises(TwilioRestException) as sync_error:
+        await asyncio.to_thread(
+            lambda: client.messages.create(to=CUSTOMER, from_=SENDER, body="after stop")
+        )
+    with pytest.raises(TwilioRestException) as async_error:
+        await async_client.messages.create_async(to=CUSTOMER, from_=SENDER, body="after stop")
+    await customer_writes("START")
+    created = await asyncio.to_thread(
+        lambda: client.messages.create(to=CUSTOMER, from_=SENDER, body="after start")
+    )
+
+    for error in (sync_error.value, async_error.value):
+        assert (error.code, error.status) == (21610, 400)
+    assert [m.body for m in sandbox.app.sandbox.record.messages.values()] == ["after start"]
+    assert created.status == "queued"
+
+
 @pytest.mark.parametrize(
     ("user", "password"),
     [

@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.tools.sandbox.sandbox_testkit import (
     ACCOUNT,
     CUSTOMER,
@@ -18,6 +20,9 @@ from tests.tools.sandbox.sandbox_testkit import (
     Running,
 )
 
+OPTED_OUT = "whatsapp:+15550003333"
+# Well formed, but no sender of the account: Twilio's 63007.
+NOT_A_SENDER = "whatsapp:+19998887777"
 DRIVER = Path(__file__).parents[3] / "tools" / "sandbox" / "node" / "drive.mjs"
 
 
@@ -87,6 +92,12 @@ async def test_node_sends_media_with_an_api_key(sandbox: Running) -> None:
 
 
 async def test_node_raises_rest_exceptions_with_twilios_codes(sandbox: Running) -> None:
+    # STOP through the sandbox's own inbound side, as a customer would opt out.
+    async with httpx.AsyncClient(base_url=sandbox.url, timeout=30) as http:
+        stopped = await http.post(
+            "/sandbox/inbound", json={"from": OPTED_OUT, "to": SENDER, "body": "STOP"}
+        )
+    assert stopped.status_code == 200, stopped.text
     results = await drive(
         sandbox,
         [
@@ -99,6 +110,8 @@ async def test_node_raises_rest_exceptions_with_twilios_codes(sandbox: Running) 
                 "params": {"to": CUSTOMER, "from": SENDER, "contentSid": "HX" + "0" * 32},
             },
             {"op": "fetch", "sid": "SM" + "0" * 32},
+            {"op": "create", "params": {"to": CUSTOMER, "from": NOT_A_SENDER, "body": "x"}},
+            {"op": "create", "params": {"to": OPTED_OUT, "from": SENDER, "body": "x"}},
         ],
     )
 
@@ -110,6 +123,8 @@ async def test_node_raises_rest_exceptions_with_twilios_codes(sandbox: Running) 
         ("RestException", 21617, 400),
         ("RestException", 21655, 400),
         ("RestException", 20404, 404),
+        ("RestException", 63007, 400),
+        ("RestException", 21610, 400),
     ]
     assert all(
         r["error"]["moreInfo"].startswith("https://www.twilio.com/docs/errors/") for r in results

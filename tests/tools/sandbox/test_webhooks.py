@@ -5,6 +5,7 @@ RequestValidator on a real receiving server."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from tests.tools.sandbox.sandbox_testkit import (
     Received,
     Running,
     eventually,
+    hung_target,
     receiver,
     running_sandbox,
 )
@@ -75,6 +77,26 @@ async def test_status_callbacks_walk_queued_sent_delivered_read_signed(sandbox: 
             CUSTOMER,
         )
         assert "ErrorCode" not in got.form
+
+
+async def test_each_callback_goes_out_as_its_status_is_reached() -> None:
+    delay = 0.2
+    async with running_sandbox(status_delay_s=delay) as sandbox:
+        await customer_writes(sandbox, "hi")
+        async with receiver() as (url, target):
+            created = await send(sandbox, Body="hello", StatusCallback=f"{url}/status")
+            await target.wait_for(lambda got: len(got) >= 1)
+            reached_when_queued_arrived = list(
+                sandbox.app.sandbox.record.messages[created["sid"]].statuses
+            )
+            await target.wait_for(lambda got: len(got) == 4)
+
+    assert statuses(target.got) == ["queued", "sent", "delivered", "read"]
+    assert "read" not in reached_when_queued_arrived
+    # Statuses are reached ``delay`` apart, but each arrival carries its own trip over
+    # loopback, so two arrivals can be a little closer than the statuses they report.
+    gaps = [later.at - earlier.at for earlier, later in pairwise(target.got)]
+    assert all(gap >= 0.75 * delay for gap in gaps), gaps
 
 
 async def test_a_free_form_message_outside_the_window_fails_with_63016(sandbox: Running) -> None:
@@ -134,6 +156,35 @@ async def test_a_dead_callback_target_is_retried_then_failed_and_blocks_nobody()
     assert all(attempt["error"] == "ct" for attempt in failed.attempts)
 
 
+async def test_a_hung_callback_target_blocks_no_other_message_and_ends_failed() -> None:
+    # Long enough that anything waiting behind the hung target would visibly wait for it.
+    async with running_sandbox(
+        callback_timeout_s=2.5, callback_attempts=2, read_receipts=False
+    ) as sandbox:
+        record = sandbox.app.sandbox.record
+        await customer_writes(sandbox, "hi")
+        async with hung_target() as hung, receiver() as (url, target):
+            stuck = await send(sandbox, Body="to a hung target", StatusCallback=f"{hung.url}/s")
+            await eventually(lambda: True if hung.open else None)
+            alive = await send(sandbox, Body="to a healthy one", StatusCallback=f"{url}/status")
+            await target.wait_for(lambda got: len(got) == 3)
+
+            [first] = [w for w in record.webhooks if w.params["MessageSid"] == stuck["sid"]]
+            still_hanging = (first.outcome, hung.open)
+            stuck_status = record.messages[stuck["sid"]].status
+            failed = await eventually(
+                lambda: first if first.outcome == "failed" else None, timeout_s=30
+            )
+
+    assert still_hanging == ("pending", 1)
+    assert statuses(target.got) == ["queued", "sent", "delivered"]
+    assert {r.form["MessageSid"] for r in target.got} == {alive["sid"]}
+    assert stuck_status == "delivered"  # the record moves on whatever its callbacks do
+    assert failed.params["MessageStatus"] == "queued"
+    assert [attempt["error"] for attempt in failed.attempts] == ["rt", "rt"]
+    assert hung.connections >= 2
+
+
 async def test_callbacks_out_of_order_and_duplicated_on_command(sandbox: Running) -> None:
     await customer_writes(sandbox, "hi")
     async with httpx.AsyncClient(base_url=sandbox.url) as http:
@@ -153,6 +204,25 @@ async def test_callbacks_out_of_order_and_duplicated_on_command(sandbox: Running
         for sid in per_message
     }
     assert all(set(order) == {"queued", "sent", "delivered", "read"} for order in orders)
+
+
+async def test_out_of_order_callbacks_break_the_order_for_some_message() -> None:
+    in_order = ("queued", "sent", "delivered", "read")
+    async with running_sandbox(random_seed=13) as sandbox:
+        await customer_writes(sandbox, "hi")
+        async with httpx.AsyncClient(base_url=sandbox.url) as http:
+            await http.put("/sandbox/behaviour", json={"out_of_order": True})
+        async with receiver() as (url, target):
+            for _ in range(10):
+                await send(sandbox, Body="hello", StatusCallback=f"{url}/status")
+            await target.wait_for(lambda got: len(got) == 10 * 4)
+
+    orders = [
+        tuple(statuses([r for r in target.got if r.form["MessageSid"] == sid]))
+        for sid in dict.fromkeys(r.form["MessageSid"] for r in target.got)
+    ]
+    assert all(sorted(order) == sorted(in_order) for order in orders)
+    assert any(order != in_order for order in orders), orders
 
 
 async def test_an_inbound_message_carries_every_field_twilio_sends_signed(sandbox: Running) -> None:
@@ -248,6 +318,9 @@ def test_retry_rules_read_from_the_fragment() -> None:
     assert (rules.retries, rules.policy) == (4, frozenset({"4xx", "rt"}))
     assert (rules.connect_timeout_s, rules.read_timeout_s) == (1.0, 2.0)
     assert RetryRules.of("rp=all").policy == {"4xx", "5xx", "rt", "ct"}
+    callback = RetryRules.of("", timeout_s=2.5)
+    assert (callback.connect_timeout_s, callback.read_timeout_s) == (2.5, 2.5)
+    assert RetryRules.of("rt=1000", timeout_s=2.5).read_timeout_s == 1.0
     assert not RetryRules().retry_after(500, None)
     assert RetryRules().retry_after(None, "ct")
 

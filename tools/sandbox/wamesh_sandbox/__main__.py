@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -26,16 +28,31 @@ def main() -> None:
         "client.api.base_url",
         settings.listen,
     )
-    uvicorn.run(
-        app,
-        host=host.strip("[]"),
-        port=int(port),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=5,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host.strip("[]"),
+            port=int(port),
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=5,
+        )
     )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    # uvicorn drains on SIGTERM or SIGINT, then re-raises the signal to the handler it found:
+    # Python's default would end a cleanly stopped sandbox as "killed by SIGTERM", where
+    # wamesh's services end 0 after a drain. This one also stops a signal that comes before
+    # uvicorn has put its own in place.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    server.run()
+    if not server.started:
+        raise SystemExit(f"wamesh sandbox: it could not start on {settings.listen}")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ class Sandbox:
         self.record = Record(settings.record_path())
         self.faults = Faults()
         self.behaviour = Behaviour(settings)
+        # One generator for every random choice (callback order, duplicates, latencies), so
+        # a seed replays a run.
+        self.random = random.Random(settings.random_seed)
         self.webhooks = WebhookSender(self.record, timeout_s=settings.callback_timeout_s)
 
     async def aclose(self) -> None:
@@ -114,24 +117,49 @@ class Sandbox:
     async def _walk(
         self, message: Message, account: Account, steps: list[tuple[str, int | None]]
     ) -> None:
-        callbacks: list[dict[str, str]] = []
-        for status, code in steps:
-            await asyncio.sleep(self.behaviour.status_delay_s)
-            self.record.advance(message, status, time.time(), code)
-            callbacks.append(_status_params(message, account, status, code))
-        if message.status_callback is None:
-            return
-        if self.behaviour.out_of_order:
-            random.shuffle(callbacks)
-        if self.behaviour.duplicate:
-            callbacks += random.sample(callbacks, k=max(1, len(callbacks) // 2))
-        for params in callbacks:
+        """Record each status as it is reached and hand its callback to the message's poster
+        at once, as Twilio posts them: the record keeps its pace whatever the target does.
+
+        ``out_of_order`` holds a callback back until a later status's has gone (Twilio's
+        arrive out of order when an earlier one is slow); ``duplicate`` posts some again once
+        the last status is reached."""
+        outbox: asyncio.Queue[dict[str, str] | None] | None = None
+        if message.status_callback is not None:
+            outbox = asyncio.Queue()
+            self.webhooks.spawn(self._post_callbacks(message.status_callback, account, outbox))
+        held: list[dict[str, str]] = []
+        posted: list[dict[str, str]] = []
+        try:
+            for index, (status, code) in enumerate(steps):
+                await asyncio.sleep(self.behaviour.status_delay_s)
+                self.record.advance(message, status, time.time(), code)
+                if outbox is None:
+                    continue
+                params = _status_params(message, account, status, code)
+                last = index == len(steps) - 1
+                if self.behaviour.out_of_order and not last and self.random.random() < 0.5:
+                    held.append(params)
+                    continue
+                self.random.shuffle(held)
+                for ready in (params, *held):
+                    outbox.put_nowait(ready)
+                    posted.append(ready)
+                held.clear()
+            if outbox is not None and self.behaviour.duplicate:
+                for again in self.random.sample(posted, k=max(1, len(posted) // 2)):
+                    outbox.put_nowait(again)
+        finally:
+            if outbox is not None:
+                outbox.put_nowait(None)
+
+    async def _post_callbacks(
+        self, url: str, account: Account, outbox: asyncio.Queue[dict[str, str] | None]
+    ) -> None:
+        """One message's callbacks, one at a time in the order handed over: a slow target
+        delays only this message's later callbacks, never its statuses or other messages."""
+        while (params := await outbox.get()) is not None:
             await self.webhooks.post(
-                "status",
-                message.status_callback,
-                params,
-                account.auth_token,
-                attempts=self.settings.callback_attempts,
+                "status", url, params, account.auth_token, attempts=self.settings.callback_attempts
             )
 
 
@@ -200,7 +228,7 @@ class MessagesApi:
         # the sender a messaging service resolves to.
         fault = sandbox.faults.take(account.sid, request.from_, request.to)
         if fault is not None:
-            await asyncio.sleep(fault.latency_s())
+            await asyncio.sleep(fault.latency_s(sandbox.random))
             if fault.reset == "before":
                 await _reset(scope, receive)
                 return

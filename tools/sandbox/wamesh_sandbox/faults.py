@@ -52,6 +52,8 @@ class Fault:
     reset: Reset | None = None
     outcome: Outcome | None = None
     met: int = 0
+    # What the last create that met it waited: a range's draws are otherwise invisible.
+    last_latency_ms: float | None = None
 
     def matches(self, account_sid: str, sender: str, recipient: str) -> bool:
         return (
@@ -61,10 +63,12 @@ class Fault:
             and (self.count is None or self.met < self.count)
         )
 
-    def latency_s(self) -> float:
+    def latency_s(self, rng: random.Random) -> float:
         if self.latency_max_ms is None:
-            return self.latency_ms / 1000
-        return random.uniform(self.latency_ms, self.latency_max_ms) / 1000
+            self.last_latency_ms = self.latency_ms
+        else:
+            self.last_latency_ms = rng.uniform(self.latency_ms, self.latency_max_ms)
+        return self.last_latency_ms / 1000
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)

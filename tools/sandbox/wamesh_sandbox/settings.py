@@ -38,6 +38,9 @@ class SandboxSettings(BaseSettings):
     read_receipts: bool = True
     callback_timeout_s: float = Field(default=5.0, gt=0)
     callback_attempts: int = Field(default=3, ge=1)
+    # Seeds the sandbox's random choices (out-of-order and duplicate callbacks, latency
+    # ranges); unset, each run differs.
+    random_seed: int | None = None
     # A free-form message to someone who has not written in this long fails with 63016.
     session_window_s: float = Field(default=24 * 3600, gt=0)
     log_level: str = "WARNING"

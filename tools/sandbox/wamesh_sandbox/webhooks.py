@@ -48,20 +48,25 @@ class RetryRules:
     read_timeout_s: float = 15.0
 
     @classmethod
-    def of(cls, fragment: str) -> RetryRules:
-        """The rules a fragment sets; a value that is not a number keeps its default."""
+    def of(cls, fragment: str, *, timeout_s: float | None = None) -> RetryRules:
+        """The rules a fragment sets; a value that is not a number keeps its default.
+
+        ``timeout_s`` replaces Twilio's default connect and read timeouts; the fragment's
+        ``ct`` and ``rt`` still win over it."""
         overrides = dict(parse_qsl(fragment))
 
-        def number(name: str, default: int) -> int:
+        def number(name: str, default: float) -> float:
             raw = overrides.get(name, "")
             return int(raw) if raw.isdigit() else default
 
         policy = frozenset(overrides.get("rp", "ct").split(","))
+        connect_ms = 1000 * (cls.connect_timeout_s if timeout_s is None else timeout_s)
+        read_ms = 1000 * (cls.read_timeout_s if timeout_s is None else timeout_s)
         return cls(
-            retries=min(5, number("rc", 1)),
+            retries=min(5, int(number("rc", 1))),
             policy=frozenset({"4xx", "5xx", "rt", "ct"}) if "all" in policy else policy,
-            connect_timeout_s=number("ct", 5000) / 1000,
-            read_timeout_s=number("rt", 15000) / 1000,
+            connect_timeout_s=number("ct", connect_ms) / 1000,
+            read_timeout_s=number("rt", read_ms) / 1000,
         )
 
     def retry_after(self, status: int | None, error: str | None) -> bool:
@@ -79,6 +84,7 @@ class WebhookSender:
 
     def __init__(self, record: Record, *, timeout_s: float) -> None:
         self._record = record
+        self._timeout_s = timeout_s
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -104,10 +110,11 @@ class WebhookSender:
     ) -> Webhook:
         """Post until answered or the rules say stop; the webhook with every attempt.
 
-        ``attempts`` replaces the URL's rules with "retry any failure" (status callbacks:
-        Twilio retries those itself, and a test wants a dead target to end as failed)."""
+        ``attempts`` replaces the URL's rules with "retry any failure", each attempt within
+        the sender's own timeout (status callbacks: Twilio retries those itself, and a test
+        wants a dead or hung target to end as failed in a time it chooses)."""
         url, fragment = urldefrag(url_with_rules)
-        rules = RetryRules.of(fragment)
+        rules = RetryRules.of(fragment, timeout_s=self._timeout_s if attempts is not None else None)
         tries = attempts if attempts is not None else 1 + rules.retries
         webhook = Webhook(kind=kind, url=url, params=params, at=time.time())
         self._record.add_webhook(webhook)
