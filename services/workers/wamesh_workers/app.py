@@ -36,7 +36,9 @@ async def workers_service(
     stopped on exit. ``kubernetes_api`` replaces the in-cluster client (tests)."""
 
     def wire(backing: Backing) -> Wiring:
-        store = WorkerStore(backing.engine, timedelta(seconds=settings.lease_ttl_s))
+        store = WorkerStore(
+            backing.engine, timedelta(seconds=settings.lease_ttl_s), started_at=now()
+        )
         announcer = Announcer(backing.redis, route_ttl_s=settings.route_ttl_s)
         metrics = RegistryMetrics(backing.registry)
         servicer = WorkerRegistry(store, announcer, backing.redis, settings, metrics)

@@ -137,9 +137,17 @@ def _session(row: sa.RowMapping) -> SessionRow:
 
 
 class WorkerStore:
-    def __init__(self, engine: AsyncEngine, lease_ttl: timedelta) -> None:
+    def __init__(self, engine: AsyncEngine, lease_ttl: timedelta, started_at: datetime) -> None:
         self._engine = engine
         self._ttl = lease_ttl
+        # No lease runs out before its holder could have renewed it with this replica up: a
+        # registry that was down (every replica restarting) would otherwise lose every
+        # worker at once. Safe: a worker that could not renew has stopped acting on its own,
+        # and gets its sessions back, at the same epochs, when it renews.
+        self._reap_after = started_at + lease_ttl
+
+    def _expired(self, lease_expires_at: datetime, now: datetime) -> bool:
+        return lease_expires_at <= now and now >= self._reap_after
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -207,7 +215,7 @@ class WorkerStore:
                 )
             )
             stopped = await _stopped_handovers(conn, worker_id, held)
-            if seen is not None and (seen <= now or stopped):
+            if seen is not None and (self._expired(seen, now) or stopped):
                 await _lock(conn)
             row = (
                 (
@@ -220,8 +228,8 @@ class WorkerStore:
             )
             if row is None or row["state"] not in LIVE:
                 return None, outcome
-            if row["lease_expires_at"] <= now:
-                if seen is None or seen > now:
+            if self._expired(row["lease_expires_at"], now):
+                if seen is None or not self._expired(seen, now):
                     await _lock(conn)
                 await self._lose(conn, _worker(row), "its lease expired", now, outcome)
                 return None, outcome
@@ -315,7 +323,8 @@ class WorkerStore:
                 )
             ).mappings()
             for worker in [_worker(row) for row in expired]:
-                await self._lose(conn, worker, "its lease expired", now, outcome)
+                if self._expired(worker.lease_expires_at, now):
+                    await self._lose(conn, worker, "its lease expired", now, outcome)
             await self._place_pending(conn, now, outcome)
             if rebalance_moves > 0:
                 await self._rebalance(conn, rebalance_moves, now, outcome)
