@@ -29,6 +29,13 @@ class RegistryMetrics:
             "Workers lost (lease expired or pod gone)",
             registry=registry,
         )
+        self.placement_seconds = Histogram(
+            "wamesh_worker_placement_seconds",
+            "From a session starting to wait (created, its worker lost, or handed over) to its "
+            "placement",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )
         self.sweep_seconds = Histogram(
             "wamesh_worker_sweep_seconds",
             "One placement round: reap leases, place what waits, rebalance",
@@ -41,6 +48,8 @@ class RegistryMetrics:
                 self.placements.inc()
                 if change.session.epoch > 1:
                     self.moves.inc()
+                if change.waited is not None:
+                    self.placement_seconds.observe(change.waited.total_seconds())
         self.lease_losses.inc(len(outcome.lost_workers))
 
     def census(self, workers: dict[str, int], sessions: dict[str, int]) -> None:

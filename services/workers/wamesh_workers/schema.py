@@ -37,6 +37,9 @@ sessions = sa.Table(
     sa.Column("worker_id", sa.Text, sa.ForeignKey("workers.id"), nullable=True),
     # While moving: the worker it is reserved for, once its holder has stopped.
     sa.Column("moving_to", sa.Text, sa.ForeignKey("workers.id"), nullable=True),
+    # Since when it has waited for a worker (created, its worker lost, or moving): what the
+    # placement latency metric measures.
+    sa.Column("waiting_since", sa.DateTime(timezone=True), nullable=True),
     # Fencing: rises on every change of holder, so an older holder's actions are refused.
     sa.Column("epoch", sa.BigInteger, nullable=False),
     sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True),

@@ -69,6 +69,7 @@ class SessionRow:
     status: str = ""
     status_at: datetime | None = None
     moving_to: str | None = None
+    waiting_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class Change:
     worker_id: str
     endpoint: str
     session: SessionRow
+    # For an assignment: how long the session waited for it (None: it did not wait).
+    waited: timedelta | None = None
 
 
 @dataclass
@@ -133,6 +136,7 @@ def _session(row: sa.RowMapping) -> SessionRow:
         status=row["status"],
         status_at=row["status_at"],
         moving_to=row["moving_to"],
+        waiting_since=row["waiting_since"],
     )
 
 
@@ -413,9 +417,12 @@ class WorkerStore:
                         epoch=0,
                         assigned_at=None,
                         created_at=now,
+                        waiting_since=now,
                     )
                 )
-                current = replace(session, state="pending", worker_id=None, epoch=0)
+                current = replace(
+                    session, state="pending", worker_id=None, epoch=0, waiting_since=now
+                )
             elif (current.tenant_id, current.kind) != (session.tenant_id, session.kind):
                 raise FailedPrecondition(
                     f"exists for tenant {current.tenant_id!r}, kind {current.kind!r}",
@@ -694,6 +701,7 @@ class WorkerStore:
             epoch=current.epoch + 1,
             assigned_at=now,
             moving_to=None,
+            waiting_since=None,
         )
         await conn.execute(
             sessions.update()
@@ -704,12 +712,16 @@ class WorkerStore:
                 epoch=placed.epoch,
                 assigned_at=now,
                 moving_to=None,
+                waiting_since=None,
             )
         )
         await _event(
             conn, "session_assigned", now, worker_id=target.id, session=placed, detail=reason
         )
-        outcome.changes.append(Change("assigned", target.id, target.endpoint, placed))
+        # A held session whose worker went waited from that moment on.
+        since = current.waiting_since or (now if current.state == "assigned" else None)
+        waited = now - since if since is not None else None
+        outcome.changes.append(Change("assigned", target.id, target.endpoint, placed, waited))
         return placed
 
     async def _revoke(
@@ -746,6 +758,7 @@ class WorkerStore:
                     epoch=current.epoch + 1,
                     assigned_at=None,
                     moving_to=None,
+                    waiting_since=current.waiting_since or now,
                 )
             )
 
@@ -764,9 +777,9 @@ class WorkerStore:
         await conn.execute(
             sessions.update()
             .where(sessions.c.id == current.id)
-            .values(state="moving", moving_to=target.id)
+            .values(state="moving", moving_to=target.id, waiting_since=now)
         )
-        return replace(current, state="moving", moving_to=target.id)
+        return replace(current, state="moving", moving_to=target.id, waiting_since=now)
 
     async def _finish_handovers(
         self,

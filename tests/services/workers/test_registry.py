@@ -531,6 +531,7 @@ async def test_metrics_count_placements_moves_losses_and_states(
     assert sample("wamesh_worker_session_placements_total") >= 2
     assert sample("wamesh_worker_sessions", state="assigned") >= 1
     assert sample("wamesh_worker_sweep_seconds_count") >= 1
+    assert sample("wamesh_worker_placement_seconds_count") >= 2  # created, then lost
     assert lost.id != alive.id
 
 
@@ -590,3 +591,24 @@ async def test_an_event_stream_resumes_after_an_event_id(internal: Any, admin: A
     assert (replayed.event.id, replayed.event.session_id) == (assigned.id, placed.id)
     assert bad[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert "after_event_id" in bad[1]
+
+
+async def test_placement_latency_counts_the_wait_for_a_fitting_worker(
+    internal: Any, service: Any
+) -> None:
+    kind = unique("k")
+    waiting = await assign(internal, kind=kind)
+    await asyncio.sleep(0.5)
+    await register(internal, kind=kind)
+
+    def sample(name: str) -> float:
+        return float(service.registry.get_sample_value(name, {}) or 0.0)
+
+    async def placed() -> bool | None:
+        route = await internal.RouteSession(pb.RouteSessionRequest(session_id=waiting.id))
+        return True if route.worker_id else None
+
+    await eventually_async(placed)
+    assert waiting.state == pb.SESSION_STATE_PENDING
+    assert sample("wamesh_worker_placement_seconds_count") == 1
+    assert sample("wamesh_worker_placement_seconds_sum") >= 0.5
