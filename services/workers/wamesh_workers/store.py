@@ -498,18 +498,12 @@ class WorkerStore:
     async def held_by(self, worker_id: str) -> list[SessionRow]:
         """The sessions the worker may act for (not those it was told to stop)."""
         async with self._engine.connect() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        sa.select(sessions)
-                        .where(sessions.c.worker_id == worker_id, sessions.c.state == "assigned")
-                        .order_by(sessions.c.id)
-                    )
-                )
-                .mappings()
-                .all()
+            return await _sessions(
+                conn,
+                sa.select(sessions).where(
+                    sessions.c.worker_id == worker_id, sessions.c.state == "assigned"
+                ),
             )
-        return [_session(row) for row in rows]
 
     async def list_sessions(
         self, limit: int, after: str | None, tenant_id: str, worker_id: str, kind: str
@@ -625,20 +619,11 @@ class WorkerStore:
         """Move each session elsewhere; one that fits nowhere waits PENDING. With
         ``keep_unplaced`` (a drain: the worker still serves), each is handed over, and one that
         fits nowhere stays where it is; without it the worker has stopped (lost or gone)."""
-        rows = (
-            (
-                await conn.execute(
-                    sa.select(sessions)
-                    .where(sessions.c.worker_id == worker.id)
-                    .order_by(sessions.c.id)
-                    .with_for_update()
-                )
-            )
-            .mappings()
-            .all()
+        rows = await _sessions(
+            conn, sa.select(sessions).where(sessions.c.worker_id == worker.id).with_for_update()
         )
         fits = await _candidates(conn)
-        for held in [_session(row) for row in rows]:
+        for held in rows:
             if not keep_unplaced:
                 await self._finish(conn, held, fits, reason, now, outcome)
             elif held.state == "assigned":
@@ -647,22 +632,17 @@ class WorkerStore:
                     await self._hand_over(conn, held, best, reason, now, outcome)
 
     async def _place_pending(self, conn: AsyncConnection, now: datetime, outcome: Outcome) -> None:
-        rows = (
-            (
-                await conn.execute(
-                    sa.select(sessions)
-                    .where(sessions.c.state == "pending")
-                    .order_by(sessions.c.created_at, sessions.c.id)
-                    .with_for_update()
-                )
-            )
-            .mappings()
-            .all()
+        rows = await _sessions(
+            conn,
+            sa.select(sessions)
+            .where(sessions.c.state == "pending")
+            .order_by(sessions.c.created_at)
+            .with_for_update(),
         )
         if not rows:
             return
         fits = await _candidates(conn)
-        for waiting in [_session(row) for row in rows]:
+        for waiting in rows:
             best = _best(fits, waiting)
             if best is not None:
                 await self._move(conn, waiting, best, "placed", now, outcome)
@@ -791,19 +771,13 @@ class WorkerStore:
     ) -> None:
         """Move on the sessions moving away from ``worker_id`` that it no longer lists."""
         listed = {session_id for session_id, _ in held}
-        rows = (
-            (
-                await conn.execute(
-                    sa.select(sessions)
-                    .where(sessions.c.worker_id == worker_id, sessions.c.state == "moving")
-                    .order_by(sessions.c.id)
-                    .with_for_update()
-                )
-            )
-            .mappings()
-            .all()
+        rows = await _sessions(
+            conn,
+            sa.select(sessions)
+            .where(sessions.c.worker_id == worker_id, sessions.c.state == "moving")
+            .with_for_update(),
         )
-        stopped = [s for s in (_session(row) for row in rows) if s.id not in listed]
+        stopped = [s for s in rows if s.id not in listed]
         if not stopped:
             return
         candidates = await _candidates(conn)
@@ -890,6 +864,13 @@ async def _stopped_handovers(
     ).all()
     listed = {session_id for session_id, _ in held}
     return any(session_id not in listed for session_id in moving)
+
+
+async def _sessions(conn: AsyncConnection, query: sa.Select[Any]) -> list[SessionRow]:
+    """The sessions ``query`` selects, by id (after any order it has): the same order on
+    every replica, so row locks are taken in one order."""
+    rows = (await conn.execute(query.order_by(sessions.c.id))).mappings().all()
+    return [_session(row) for row in rows]
 
 
 async def _session_for_update(conn: AsyncConnection, session_id: str) -> SessionRow | None:
@@ -987,19 +968,13 @@ async def _best_move(
     for source in sorted(candidates.values(), key=lambda w: (-_ratio(w), w.id)):
         if source.session_count - source.moving_out == 0:
             return None
-        rows = (
-            (
-                await conn.execute(
-                    sa.select(sessions)
-                    .where(sessions.c.worker_id == source.id, sessions.c.state == "assigned")
-                    .order_by(sessions.c.id)
-                    .limit(50)
-                )
-            )
-            .mappings()
-            .all()
+        rows = await _sessions(
+            conn,
+            sa.select(sessions)
+            .where(sessions.c.worker_id == source.id, sessions.c.state == "assigned")
+            .limit(50),
         )
-        for session in [_session(row) for row in rows]:
+        for session in rows:
             targets = [
                 w
                 for w in candidates.values()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import httpx
 import jsonschema  # type: ignore[import-untyped]
 from openapi_core import Config, OpenAPI
 from openapi_core.templating.media_types.exceptions import MediaTypeFinderError
@@ -258,3 +259,14 @@ def is_absolute_uri(value: object) -> bool:
 
 def _has_space(value: str) -> bool:
     return any(character.isspace() for character in value)
+
+
+def validate_http_response(response: httpx.Response) -> None:
+    """:func:`validate_response` for an answer httpx received."""
+    validate_response(
+        response.request.method,
+        str(response.url),
+        response.status_code,
+        response.headers["content-type"],
+        response.content,
+    )

@@ -17,7 +17,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from tests.tools.sandbox.openapi import validate_response
+from tests.tools.sandbox.openapi import validate_http_response
 from tests.tools.sandbox.sandbox_testkit import (
     ACCOUNT,
     CUSTOMER,
@@ -112,13 +112,7 @@ async def test_a_faults_answer_matches_twilios_openapi_description(
         response = await http.post(MESSAGES, data={"From": SENDER, "To": CUSTOMER, "Body": "x"})
 
     assert (response.status_code, response.json()["code"]) == (status, code)
-    validate_response(
-        "POST",
-        str(response.url),
-        response.status_code,
-        response.headers["content-type"],
-        response.content,
-    )
+    validate_http_response(response)
 
 
 @pytest.mark.parametrize(

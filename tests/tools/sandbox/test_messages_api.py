@@ -16,7 +16,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from tests.tools.sandbox.openapi import validate_response
+from tests.tools.sandbox.openapi import validate_http_response
 from tests.tools.sandbox.sandbox_testkit import (
     ACCOUNT,
     CONTENT_SID,
@@ -269,13 +269,7 @@ async def test_a_bad_body_is_a_twilio_error_never_a_500(
 
     assert response.status_code == status
     assert response.json()["code"] == 20001
-    validate_response(
-        "POST",
-        str(response.url),
-        response.status_code,
-        response.headers["content-type"],
-        response.content,
-    )
+    validate_http_response(response)
 
 
 async def test_every_kind_of_response_matches_twilios_openapi_description(
@@ -325,10 +319,4 @@ async def test_every_kind_of_response_matches_twilios_openapi_description(
     ]
     assert responses[-2].json()["status"] == "read"
     for response in responses:
-        validate_response(
-            response.request.method,
-            str(response.url),
-            response.status_code,
-            response.headers["content-type"],
-            response.content,
-        )
+        validate_http_response(response)
