@@ -36,10 +36,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
+def _redis_answers(host: str, port: int) -> bool:
+    """PONG, not just an open port: a Redis replaying its append-only file listens but
+    answers LOADING until it is done."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -196,7 +201,7 @@ class LocalRedis:
         args += ["--appendonly", "yes" if self.durable else "no", "--protected-mode", "no"]
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not _port_open(self.host, self.port):
+        while not _redis_answers(self.host, self.port):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 raise LocalInfraError(f"redis-server did not start:\n{_log_tail(self._log)}")
             time.sleep(0.02)
