@@ -1,0 +1,1 @@
+"""wamesh's outbound dispatcher: every message wamesh sends reaches Twilio through it."""
