@@ -21,6 +21,26 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Priority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Priority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRIORITY_UNSPECIFIED: _Priority.ValueType  # 0
+    PRIORITY_INTERACTIVE: _Priority.ValueType  # 1
+    PRIORITY_BULK: _Priority.ValueType  # 2
+
+class Priority(_Priority, metaclass=_PriorityEnumTypeWrapper):
+    """Interactive jobs (a reply, a notification) go before bulk ones (a broadcast) of the same
+    sender, without starving them.
+    """
+
+PRIORITY_UNSPECIFIED: Priority.ValueType  # 0
+PRIORITY_INTERACTIVE: Priority.ValueType  # 1
+PRIORITY_BULK: Priority.ValueType  # 2
+Global___Priority: _TypeAlias = Priority  # noqa: Y015
+
 class _JobState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -59,6 +79,50 @@ JOB_STATE_DEAD: JobState.ValueType  # 6
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 @_typing.final
+class Attempt(_message.Message):
+    """One call to Twilio for a job, and what came of it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    PROVIDER_SID_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """1 for the first."""
+    outcome: _builtins.str
+    """sent, retry, failed, ambiguous, found (an ambiguous create found at Twilio), paused."""
+    error_code: _builtins.int
+    """Twilio's error code, 0 if none."""
+    error_message: _builtins.str
+    provider_sid: _builtins.str
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        outcome: _builtins.str = ...,
+        error_code: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+        provider_sid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "finished_at", b"finished_at", "number", b"number", "outcome", b"outcome", "provider_sid", b"provider_sid", "started_at", b"started_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
+
+@_typing.final
 class Job(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -80,6 +144,10 @@ class Job(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     SENT_AT_FIELD_NUMBER: _builtins.int
     DEAD_AT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    FALLBACK_TEMPLATE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_HISTORY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     idempotency_key: _builtins.str
@@ -97,6 +165,7 @@ class Job(_message.Message):
     last_error_message: _builtins.str
     provider_sid: _builtins.str
     """Twilio MessageSid once accepted."""
+    priority: Global___Priority.ValueType
     @_builtins.property
     def media(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Media]: ...
     @_builtins.property
@@ -113,6 +182,18 @@ class Job(_message.Message):
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def dead_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Not sent before this."""
+
+    @_builtins.property
+    def fallback_template(self) -> _content_pb2.ContentTemplate:
+        """Sent instead of a free-form body when the recipient's 24-hour window is closed (63016)."""
+
+    @_builtins.property
+    def attempt_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
+        """Every call to Twilio, oldest first (GetJob only)."""
+
     def __init__(
         self,
         *,
@@ -134,10 +215,14 @@ class Job(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         sent_at: _timestamp_pb2.Timestamp | None = ...,
         dead_at: _timestamp_pb2.Timestamp | None = ...,
+        priority: Global___Priority.ValueType = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        fallback_template: _content_pb2.ContentTemplate | None = ...,
+        attempt_history: _abc.Iterable[Global___Attempt] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dead_at", b"dead_at", "next_attempt_at", b"next_attempt_at", "sent_at", b"sent_at", "template", b"template", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dead_at", b"dead_at", "fallback_template", b"fallback_template", "next_attempt_at", b"next_attempt_at", "not_before", b"not_before", "sent_at", b"sent_at", "template", b"template", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "body", b"body", "created_at", b"created_at", "dead_at", b"dead_at", "id", b"id", "idempotency_key", b"idempotency_key", "last_error_code", b"last_error_code", "last_error_message", b"last_error_message", "media", b"media", "next_attempt_at", b"next_attempt_at", "provider_sid", b"provider_sid", "recipient_number", b"recipient_number", "sender_number", b"sender_number", "sent_at", b"sent_at", "state", b"state", "template", b"template", "tenant_id", b"tenant_id", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "body", b"body", "created_at", b"created_at", "dead_at", b"dead_at", "fallback_template", b"fallback_template", "id", b"id", "idempotency_key", b"idempotency_key", "last_error_code", b"last_error_code", "last_error_message", b"last_error_message", "media", b"media", "next_attempt_at", b"next_attempt_at", "not_before", b"not_before", "priority", b"priority", "provider_sid", b"provider_sid", "recipient_number", b"recipient_number", "sender_number", b"sender_number", "sent_at", b"sent_at", "state", b"state", "template", b"template", "tenant_id", b"tenant_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -156,6 +241,8 @@ class SenderQueueStats(_message.Message):
     RETRYING_FIELD_NUMBER: _builtins.int
     DEAD_FIELD_NUMBER: _builtins.int
     OLDEST_PENDING_AT_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     sender_number: _builtins.str
     pending: _builtins.int
@@ -166,6 +253,10 @@ class SenderQueueStats(_message.Message):
     """RETRYING jobs."""
     dead: _builtins.int
     """DEAD jobs."""
+    sent: _builtins.int
+    """SENT jobs."""
+    failed: _builtins.int
+    """FAILED jobs."""
     @_builtins.property
     def oldest_pending_at(self) -> _timestamp_pb2.Timestamp:
         """Enqueue time of the oldest pending job; unset when none is pending."""
@@ -180,10 +271,12 @@ class SenderQueueStats(_message.Message):
         retrying: _builtins.int = ...,
         dead: _builtins.int = ...,
         oldest_pending_at: _timestamp_pb2.Timestamp | None = ...,
+        sent: _builtins.int = ...,
+        failed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_pending_at", b"oldest_pending_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead", b"dead", "in_flight", b"in_flight", "oldest_pending_at", b"oldest_pending_at", "pending", b"pending", "retrying", b"retrying", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead", b"dead", "failed", b"failed", "in_flight", b"in_flight", "oldest_pending_at", b"oldest_pending_at", "pending", b"pending", "retrying", b"retrying", "sender_number", b"sender_number", "sent", b"sent", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -200,18 +293,38 @@ class EnqueueRequest(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     MEDIA_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    FALLBACK_TEMPLATE_FIELD_NUMBER: _builtins.int
+    DERIVE_IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     idempotency_key: _builtins.str
-    """Required: a retry or a redelivered event with the same key never sends twice."""
+    """Required unless derive_idempotency_key: a retry or a redelivered event with the same key
+    never sends twice. Derive it from the cause, e.g. "order:{id}:confirmed".
+    """
     sender_number: _builtins.str
-    """One of the tenant's sender numbers."""
+    """One of the tenant's sender numbers; empty for the tenant's first (default) sender."""
     recipient_number: _builtins.str
     body: _builtins.str
     """Body and/or media, or a template (required outside the 24-hour window); not both kinds."""
+    priority: Global___Priority.ValueType
+    """Unspecified is interactive."""
+    derive_idempotency_key: _builtins.bool
+    """With no idempotency_key: derive one from the recipient, the content and the hour, so an
+    accidental repeat within the day is dropped.
+    """
     @_builtins.property
     def media(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Media]: ...
     @_builtins.property
     def template(self) -> _content_pb2.ContentTemplate: ...
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Not sent before this; unset for now. At most 30 days ahead."""
+
+    @_builtins.property
+    def fallback_template(self) -> _content_pb2.ContentTemplate:
+        """Sent instead of the body if the recipient's 24-hour window turns out closed (63016)."""
+
     def __init__(
         self,
         *,
@@ -222,10 +335,14 @@ class EnqueueRequest(_message.Message):
         body: _builtins.str = ...,
         media: _abc.Iterable[_content_pb2.Media] | None = ...,
         template: _content_pb2.ContentTemplate | None = ...,
+        priority: Global___Priority.ValueType = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        fallback_template: _content_pb2.ContentTemplate | None = ...,
+        derive_idempotency_key: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fallback_template", b"fallback_template", "not_before", b"not_before", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "idempotency_key", b"idempotency_key", "media", b"media", "recipient_number", b"recipient_number", "sender_number", b"sender_number", "template", b"template", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "derive_idempotency_key", b"derive_idempotency_key", "fallback_template", b"fallback_template", "idempotency_key", b"idempotency_key", "media", b"media", "not_before", b"not_before", "priority", b"priority", "recipient_number", b"recipient_number", "sender_number", b"sender_number", "template", b"template", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,6 +371,48 @@ class EnqueueResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnqueueResponse: _TypeAlias = EnqueueResponse  # noqa: Y015
+
+@_typing.final
+class EnqueueBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueRequest]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___EnqueueRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueBatchRequest: _TypeAlias = EnqueueBatchRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueResponse]:
+        """In the order of the request's jobs."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___EnqueueResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueBatchResponse: _TypeAlias = EnqueueBatchResponse  # noqa: Y015
 
 @_typing.final
 class GetJobRequest(_message.Message):
@@ -356,11 +515,14 @@ class ListDeadLettersRequest(_message.Message):
     SENDER_NUMBER_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """Empty lists every tenant's (admin only)."""
     sender_number: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    error_code: _builtins.int
+    """Only jobs whose last error was this Twilio code; 0 for any."""
     def __init__(
         self,
         *,
@@ -368,10 +530,11 @@ class ListDeadLettersRequest(_message.Message):
         sender_number: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        error_code: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "page_size", b"page_size", "page_token", b"page_token", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -401,46 +564,55 @@ class ListDeadLettersResponse(_message.Message):
 Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: Y015
 
 @_typing.final
-class RetryDeadLetterRequest(_message.Message):
+class RetryDeadLettersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: _builtins.int
-    JOB_ID_FIELD_NUMBER: _builtins.int
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    SENDER_NUMBER_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
-    job_id: _builtins.str
+    """Required: a retry never spans tenants."""
+    sender_number: _builtins.str
+    error_code: _builtins.int
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these jobs; empty for all the tenant's dead jobs matching the filters below."""
+
     def __init__(
         self,
         *,
         tenant_id: _builtins.str = ...,
-        job_id: _builtins.str = ...,
+        job_ids: _abc.Iterable[_builtins.str] | None = ...,
+        sender_number: _builtins.str = ...,
+        error_code: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "job_ids", b"job_ids", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RetryDeadLetterRequest: _TypeAlias = RetryDeadLetterRequest  # noqa: Y015
+Global___RetryDeadLettersRequest: _TypeAlias = RetryDeadLettersRequest  # noqa: Y015
 
 @_typing.final
-class RetryDeadLetterResponse(_message.Message):
+class RetryDeadLettersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    JOB_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def job(self) -> Global___Job: ...
+    RETRIED_COUNT_FIELD_NUMBER: _builtins.int
+    retried_count: _builtins.int
     def __init__(
         self,
         *,
-        job: Global___Job | None = ...,
+        retried_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retried_count", b"retried_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RetryDeadLetterResponse: _TypeAlias = RetryDeadLetterResponse  # noqa: Y015
+Global___RetryDeadLettersResponse: _TypeAlias = RetryDeadLettersResponse  # noqa: Y015
 
 @_typing.final
 class PurgeDeadLettersRequest(_message.Message):
@@ -450,10 +622,12 @@ class PurgeDeadLettersRequest(_message.Message):
     SENDER_NUMBER_FIELD_NUMBER: _builtins.int
     JOB_IDS_FIELD_NUMBER: _builtins.int
     DEAD_BEFORE_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """Required: a purge never spans tenants."""
     sender_number: _builtins.str
     """Only this sender's; empty for all the tenant's senders."""
+    error_code: _builtins.int
     @_builtins.property
     def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these jobs; empty for all matching."""
@@ -469,10 +643,11 @@ class PurgeDeadLettersRequest(_message.Message):
         sender_number: _builtins.str = ...,
         job_ids: _abc.Iterable[_builtins.str] | None = ...,
         dead_before: _timestamp_pb2.Timestamp | None = ...,
+        error_code: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dead_before", b"dead_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_before", b"dead_before", "job_ids", b"job_ids", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_before", b"dead_before", "error_code", b"error_code", "job_ids", b"job_ids", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

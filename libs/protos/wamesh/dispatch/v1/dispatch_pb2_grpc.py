@@ -42,6 +42,11 @@ class DispatcherStub:
                 request_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueRequest.SerializeToString,
                 response_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueResponse.FromString,
                 _registered_method=True)
+        self.EnqueueBatch = channel.unary_unary(
+                '/wamesh.dispatch.v1.Dispatcher/EnqueueBatch',
+                request_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueBatchRequest.SerializeToString,
+                response_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueBatchResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/wamesh.dispatch.v1.Dispatcher/GetJob',
                 request_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.GetJobRequest.SerializeToString,
@@ -57,10 +62,10 @@ class DispatcherStub:
                 request_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.ListDeadLettersRequest.SerializeToString,
                 response_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.ListDeadLettersResponse.FromString,
                 _registered_method=True)
-        self.RetryDeadLetter = channel.unary_unary(
-                '/wamesh.dispatch.v1.Dispatcher/RetryDeadLetter',
-                request_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLetterRequest.SerializeToString,
-                response_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLetterResponse.FromString,
+        self.RetryDeadLetters = channel.unary_unary(
+                '/wamesh.dispatch.v1.Dispatcher/RetryDeadLetters',
+                request_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLettersRequest.SerializeToString,
+                response_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLettersResponse.FromString,
                 _registered_method=True)
         self.PurgeDeadLetters = channel.unary_unary(
                 '/wamesh.dispatch.v1.Dispatcher/PurgeDeadLetters',
@@ -76,23 +81,31 @@ class DispatcherServicer:
     """
 
     def Enqueue(self, request, context):
-        """Records a job in Postgres and queues it on its sender's stream. A repeated idempotency
-        key returns the existing job (already_existed) and queues nothing. INVALID_ARGUMENT for
-        a bad number or content; NOT_FOUND if the sender is not the tenant's.
+        """Records a job in Postgres and, once committed, queues it on its sender's stream. A
+        repeated idempotency key returns the existing job (already_existed) and queues nothing.
+        INVALID_ARGUMENT for a bad number or content; NOT_FOUND if the sender is not the tenant's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueBatch(self, request, context):
+        """Many jobs in one transaction: all are recorded or, on bad input (the field named as
+        jobs[i].field), none is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """One job, by id or idempotency key; NOT_FOUND if there is none.
+        """One job with every attempt, by id or idempotency key; NOT_FOUND if there is none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetQueueStats(self, request, context):
-        """Queue depth per sender, for one tenant or totals over all (admin only).
+        """Jobs by state per sender for one tenant, or per tenant over all (admin only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,9 +118,9 @@ class DispatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RetryDeadLetter(self, request, context):
-        """Queues a dead job again with fresh attempts; a job no longer DEAD is returned unchanged.
-        NOT_FOUND if there is no such job.
+    def RetryDeadLetters(self, request, context):
+        """Queues dead jobs again with fresh attempts (their history kept): the listed ones, or all
+        of the tenant's matching the filters. Jobs no longer DEAD are left as they are.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +141,11 @@ def add_DispatcherServicer_to_server(servicer, server):
                     request_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueRequest.FromString,
                     response_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueResponse.SerializeToString,
             ),
+            'EnqueueBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueBatch,
+                    request_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueBatchRequest.FromString,
+                    response_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueBatchResponse.SerializeToString,
+            ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.GetJobRequest.FromString,
@@ -143,10 +161,10 @@ def add_DispatcherServicer_to_server(servicer, server):
                     request_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.ListDeadLettersRequest.FromString,
                     response_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.ListDeadLettersResponse.SerializeToString,
             ),
-            'RetryDeadLetter': grpc.unary_unary_rpc_method_handler(
-                    servicer.RetryDeadLetter,
-                    request_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLetterRequest.FromString,
-                    response_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLetterResponse.SerializeToString,
+            'RetryDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDeadLetters,
+                    request_deserializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLettersRequest.FromString,
+                    response_serializer=wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLettersResponse.SerializeToString,
             ),
             'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.PurgeDeadLetters,
@@ -184,6 +202,33 @@ class Dispatcher:
             '/wamesh.dispatch.v1.Dispatcher/Enqueue',
             wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueRequest.SerializeToString,
             wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wamesh.dispatch.v1.Dispatcher/EnqueueBatch',
+            wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueBatchRequest.SerializeToString,
+            wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.EnqueueBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -276,7 +321,7 @@ class Dispatcher:
             _registered_method=True)
 
     @staticmethod
-    def RetryDeadLetter(request,
+    def RetryDeadLetters(request,
             target,
             options=(),
             channel_credentials=None,
@@ -289,9 +334,9 @@ class Dispatcher:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/wamesh.dispatch.v1.Dispatcher/RetryDeadLetter',
-            wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLetterRequest.SerializeToString,
-            wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLetterResponse.FromString,
+            '/wamesh.dispatch.v1.Dispatcher/RetryDeadLetters',
+            wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLettersRequest.SerializeToString,
+            wamesh_dot_dispatch_dot_v1_dot_dispatch__pb2.RetryDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,19 +37,23 @@ class DispatcherStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DispatcherAsyncStub: ...
     Enqueue: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.EnqueueRequest, _dispatch_pb2.EnqueueResponse]
-    """Records a job in Postgres and queues it on its sender's stream. A repeated idempotency
-    key returns the existing job (already_existed) and queues nothing. INVALID_ARGUMENT for
-    a bad number or content; NOT_FOUND if the sender is not the tenant's.
+    """Records a job in Postgres and, once committed, queues it on its sender's stream. A
+    repeated idempotency key returns the existing job (already_existed) and queues nothing.
+    INVALID_ARGUMENT for a bad number or content; NOT_FOUND if the sender is not the tenant's.
+    """
+    EnqueueBatch: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.EnqueueBatchRequest, _dispatch_pb2.EnqueueBatchResponse]
+    """Many jobs in one transaction: all are recorded or, on bad input (the field named as
+    jobs[i].field), none is.
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.GetJobRequest, _dispatch_pb2.GetJobResponse]
-    """One job, by id or idempotency key; NOT_FOUND if there is none."""
+    """One job with every attempt, by id or idempotency key; NOT_FOUND if there is none."""
     GetQueueStats: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.GetQueueStatsRequest, _dispatch_pb2.GetQueueStatsResponse]
-    """Queue depth per sender, for one tenant or totals over all (admin only)."""
+    """Jobs by state per sender for one tenant, or per tenant over all (admin only)."""
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.ListDeadLettersRequest, _dispatch_pb2.ListDeadLettersResponse]
     """Dead jobs, most recently dead first, keyset-paged."""
-    RetryDeadLetter: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.RetryDeadLetterRequest, _dispatch_pb2.RetryDeadLetterResponse]
-    """Queues a dead job again with fresh attempts; a job no longer DEAD is returned unchanged.
-    NOT_FOUND if there is no such job.
+    RetryDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.RetryDeadLettersRequest, _dispatch_pb2.RetryDeadLettersResponse]
+    """Queues dead jobs again with fresh attempts (their history kept): the listed ones, or all
+    of the tenant's matching the filters. Jobs no longer DEAD are left as they are.
     """
     PurgeDeadLetters: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.PurgeDeadLettersRequest, _dispatch_pb2.PurgeDeadLettersResponse]
     """Deletes a tenant's dead jobs matching the filters; idempotent."""
@@ -63,19 +67,23 @@ class DispatcherAsyncStub(DispatcherStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Enqueue: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.EnqueueRequest, _dispatch_pb2.EnqueueResponse]  # type: ignore[assignment]
-    """Records a job in Postgres and queues it on its sender's stream. A repeated idempotency
-    key returns the existing job (already_existed) and queues nothing. INVALID_ARGUMENT for
-    a bad number or content; NOT_FOUND if the sender is not the tenant's.
+    """Records a job in Postgres and, once committed, queues it on its sender's stream. A
+    repeated idempotency key returns the existing job (already_existed) and queues nothing.
+    INVALID_ARGUMENT for a bad number or content; NOT_FOUND if the sender is not the tenant's.
+    """
+    EnqueueBatch: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.EnqueueBatchRequest, _dispatch_pb2.EnqueueBatchResponse]  # type: ignore[assignment]
+    """Many jobs in one transaction: all are recorded or, on bad input (the field named as
+    jobs[i].field), none is.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.GetJobRequest, _dispatch_pb2.GetJobResponse]  # type: ignore[assignment]
-    """One job, by id or idempotency key; NOT_FOUND if there is none."""
+    """One job with every attempt, by id or idempotency key; NOT_FOUND if there is none."""
     GetQueueStats: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.GetQueueStatsRequest, _dispatch_pb2.GetQueueStatsResponse]  # type: ignore[assignment]
-    """Queue depth per sender, for one tenant or totals over all (admin only)."""
+    """Jobs by state per sender for one tenant, or per tenant over all (admin only)."""
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.ListDeadLettersRequest, _dispatch_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """Dead jobs, most recently dead first, keyset-paged."""
-    RetryDeadLetter: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.RetryDeadLetterRequest, _dispatch_pb2.RetryDeadLetterResponse]  # type: ignore[assignment]
-    """Queues a dead job again with fresh attempts; a job no longer DEAD is returned unchanged.
-    NOT_FOUND if there is no such job.
+    RetryDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.RetryDeadLettersRequest, _dispatch_pb2.RetryDeadLettersResponse]  # type: ignore[assignment]
+    """Queues dead jobs again with fresh attempts (their history kept): the listed ones, or all
+    of the tenant's matching the filters. Jobs no longer DEAD are left as they are.
     """
     PurgeDeadLetters: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.PurgeDeadLettersRequest, _dispatch_pb2.PurgeDeadLettersResponse]  # type: ignore[assignment]
     """Deletes a tenant's dead jobs matching the filters; idempotent."""
@@ -92,9 +100,19 @@ class DispatcherServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatch_pb2.EnqueueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatch_pb2.EnqueueResponse, _abc.Awaitable[_dispatch_pb2.EnqueueResponse]]:
-        """Records a job in Postgres and queues it on its sender's stream. A repeated idempotency
-        key returns the existing job (already_existed) and queues nothing. INVALID_ARGUMENT for
-        a bad number or content; NOT_FOUND if the sender is not the tenant's.
+        """Records a job in Postgres and, once committed, queues it on its sender's stream. A
+        repeated idempotency key returns the existing job (already_existed) and queues nothing.
+        INVALID_ARGUMENT for a bad number or content; NOT_FOUND if the sender is not the tenant's.
+        """
+
+    @_abc_1.abstractmethod
+    def EnqueueBatch(
+        self,
+        request: _dispatch_pb2.EnqueueBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatch_pb2.EnqueueBatchResponse, _abc.Awaitable[_dispatch_pb2.EnqueueBatchResponse]]:
+        """Many jobs in one transaction: all are recorded or, on bad input (the field named as
+        jobs[i].field), none is.
         """
 
     @_abc_1.abstractmethod
@@ -103,7 +121,7 @@ class DispatcherServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatch_pb2.GetJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatch_pb2.GetJobResponse, _abc.Awaitable[_dispatch_pb2.GetJobResponse]]:
-        """One job, by id or idempotency key; NOT_FOUND if there is none."""
+        """One job with every attempt, by id or idempotency key; NOT_FOUND if there is none."""
 
     @_abc_1.abstractmethod
     def GetQueueStats(
@@ -111,7 +129,7 @@ class DispatcherServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatch_pb2.GetQueueStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatch_pb2.GetQueueStatsResponse, _abc.Awaitable[_dispatch_pb2.GetQueueStatsResponse]]:
-        """Queue depth per sender, for one tenant or totals over all (admin only)."""
+        """Jobs by state per sender for one tenant, or per tenant over all (admin only)."""
 
     @_abc_1.abstractmethod
     def ListDeadLetters(
@@ -122,13 +140,13 @@ class DispatcherServicer(metaclass=_abc_1.ABCMeta):
         """Dead jobs, most recently dead first, keyset-paged."""
 
     @_abc_1.abstractmethod
-    def RetryDeadLetter(
+    def RetryDeadLetters(
         self,
-        request: _dispatch_pb2.RetryDeadLetterRequest,
+        request: _dispatch_pb2.RetryDeadLettersRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_dispatch_pb2.RetryDeadLetterResponse, _abc.Awaitable[_dispatch_pb2.RetryDeadLetterResponse]]:
-        """Queues a dead job again with fresh attempts; a job no longer DEAD is returned unchanged.
-        NOT_FOUND if there is no such job.
+    ) -> _typing.Union[_dispatch_pb2.RetryDeadLettersResponse, _abc.Awaitable[_dispatch_pb2.RetryDeadLettersResponse]]:
+        """Queues dead jobs again with fresh attempts (their history kept): the listed ones, or all
+        of the tenant's matching the filters. Jobs no longer DEAD are left as they are.
         """
 
     @_abc_1.abstractmethod

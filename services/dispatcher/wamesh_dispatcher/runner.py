@@ -1,0 +1,413 @@
+"""Sending: one :class:`SenderRunner` per sender this replica holds, started and stopped by
+the workers registry through the worker SDK.
+
+A runner owns its sender alone (the registry's hand-over lets it start only once the previous
+holder stopped) and every change it records carries its epoch, so a runner that lost the
+sender is refused by the job store and stops. Inside it:
+
+- each recipient's jobs go strictly one after another, in enqueue order: the next starts
+  only once Twilio accepted or finally refused the one before, and no sooner than the
+  tenant's minimum interval per recipient;
+- different recipients proceed in parallel, within the sender's rate (a token bucket that
+  slows down for a while on 429 / 20429 / 63018) and a cap on sends in flight;
+- interactive jobs go first, but every few starts one goes to a waiting bulk job, so a
+  backlog of bulk work is never starved;
+- Postgres is the queue: the stream only says "look", and the queue is read again every
+  ``WAMESH_RECONCILE_INTERVAL_S`` so nothing Redis lost stays unsent;
+- a job that was attempted before (a retry, or one a dead replica left SENDING) is looked up
+  at Twilio first, since a create that timed out or was cut may have made its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from wamesh_dispatcher.backoff import Backoff
+from wamesh_dispatcher.bell import bell_stream
+from wamesh_dispatcher.outcomes import Action, Outcome
+from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
+from wamesh_dispatcher.twilio_api import Content, Found, Sent, TwilioApi
+
+log = logging.getLogger(__name__)
+
+# Every this-many starts, a waiting bulk job goes before waiting interactive ones.
+BULK_SHARE = 4
+# A 429-family answer halves the sender's rate for this long.
+SLOW_DOWN_S = 30.0
+# Twilio's clock and ours may differ a little: a lookup reaches this much further back.
+LOOKUP_SLACK = timedelta(seconds=5)
+RATE_LIMITED_CODES = (429, 20429, 63018)
+DONE = ("sent", "failed", "dead")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SenderLimits:
+    messages_per_second: float
+    recipient_interval_s: float
+
+
+@dataclass(frozen=True)
+class Account:
+    account_sid: str
+    auth_token: str
+
+
+class TokenBucket:
+    """The sender's rate: ``rate`` sends a second, bursts of at most one second's worth."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._tokens = max(1.0, rate)
+        self._at = clock()
+        self._slow_until = 0.0
+
+    def _refill(self) -> float:
+        now = self._clock()
+        rate = self._rate / 2 if now < self._slow_until else self._rate
+        self._tokens = min(max(1.0, self._rate), self._tokens + (now - self._at) * rate)
+        self._at = now
+        return rate
+
+    def take(self) -> bool:
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def wait_s(self) -> float:
+        """How long until a token is there."""
+        rate = self._refill()
+        return max(0.0, (1.0 - self._tokens) / rate)
+
+    def slow_down(self) -> None:
+        self._slow_until = self._clock() + SLOW_DOWN_S
+
+
+@dataclass
+class RunnerDeps:
+    """What every runner of a replica shares."""
+
+    store: JobStore
+    redis: aioredis.Redis
+    account: Callable[[str], Awaitable[Account]]
+    limits: Callable[[str], Awaitable[SenderLimits]]
+    open_api: Callable[[Account], TwilioApi]
+    backoff: Backoff
+    status_callback_url: str
+    sends_in_flight: int
+    reconcile_interval_s: float
+    # The epoch the SDK says this replica holds the session at now (None: stop).
+    holds: Callable[[], int | None] | None = None
+    # A sender whose credentials Twilio refused waits this long before trying a job again.
+    pause_s: float = 60.0
+
+
+class SenderRunner:
+    def __init__(self, tenant_id: str, sender_number: str, epoch: int, deps: RunnerDeps) -> None:
+        self.tenant_id, self.sender_number, self.epoch = tenant_id, sender_number, epoch
+        self._deps = deps
+        self._queues: dict[str, list[JobRow]] = {}
+        self._known: set[str] = set()
+        self._busy: set[str] = set()
+        self._next_ok: dict[str, float] = {}
+        self._sends: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.stopped = False
+        self._paused_until = 0.0
+        self._starts = 0
+        self._reconcile_now = False
+        self._bucket = TokenBucket(1.0)
+        self._interval_s = 2.0
+        self._api: TwilioApi | None = None
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send until :meth:`stop`, or until the sender is found held by a newer epoch."""
+        try:
+            await self._deps.store.claim(self.tenant_id, self.sender_number, self.epoch, utcnow())
+            limits = await self._deps.limits(self.tenant_id)
+            self._bucket = TokenBucket(limits.messages_per_second)
+            self._interval_s = limits.recipient_interval_s
+            # The stream's end before the queue is read: a job enqueued in between is in one
+            # or the other.
+            tail = await self._stream_tail()
+            self._merge(await self._unfinished())
+            async with self._deps.open_api(await self._deps.account(self.tenant_id)) as api:
+                self._api = api
+                listening = asyncio.create_task(self._listen(tail))
+                try:
+                    await self._loop()
+                finally:
+                    listening.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await listening
+                    # In-flight sends finish (their Twilio call and its record) before we
+                    # return: the registry hands the sender on only after that.
+                    await asyncio.gather(*self._sends, return_exceptions=True)
+        except Fenced as fenced:
+            log.warning("stopped sending: %s", fenced)
+        finally:
+            self.stopped = True
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        last_read = time.monotonic()
+        while not self._stopping and self._still_held():
+            wait_s = self._start_due()
+            if time.monotonic() - last_read >= self._deps.reconcile_interval_s or (
+                self._reconcile_now
+            ):
+                self._reconcile_now = False
+                self._merge(await self._unfinished())
+                last_read = time.monotonic()
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), min(wait_s, self._deps.reconcile_interval_s)
+                )
+
+    def _still_held(self) -> bool:
+        holds = self._deps.holds
+        return holds is None or holds() == self.epoch
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    async def _unfinished(self) -> list[JobRow]:
+        return await self._deps.store.unfinished(self.tenant_id, self.sender_number)
+
+    def _merge(self, rows: list[JobRow]) -> None:
+        for row in rows:
+            if row.id in self._known:
+                continue
+            self._known.add(row.id)
+            queue = self._queues.setdefault(row.recipient_number, [])
+            queue.append(row)
+            queue.sort(key=lambda job: job.seq)
+        self._wake.set()
+
+    async def _stream_tail(self) -> str:
+        try:
+            newest: Any = await self._deps.redis.xrevrange(
+                bell_stream(self.tenant_id, self.sender_number), count=1
+            )
+        except RedisError:
+            return "0-0"
+        return _text(newest[0][0]) if newest else "0-0"
+
+    async def _listen(self, last: str) -> None:
+        """New job ids from the sender's stream, read straight from Postgres."""
+        stream = bell_stream(self.tenant_id, self.sender_number)
+        while True:
+            try:
+                answer: Any = await self._deps.redis.xread({stream: last}, block=1000, count=500)
+            except RedisError:
+                await asyncio.sleep(1.0)  # the periodic read from Postgres covers the gap
+                continue
+            for _name, entries in answer or []:
+                last = _text(entries[-1][0])
+                ids = [_text(fields[b"job"]) for _id, fields in entries]
+                if any(job_id not in self._known for job_id in ids):
+                    self._merge(await self._deps.store.by_ids(ids))
+
+    def _start_due(self) -> float:
+        """Start what may start now; how long until something else might."""
+        now_mono, now = time.monotonic(), utcnow()
+        if now_mono < self._paused_until:
+            return self._paused_until - now_mono
+        waits: list[float] = [self._deps.reconcile_interval_s]
+        ready: list[JobRow] = []
+        for recipient, queue in self._queues.items():
+            if recipient in self._busy or not queue:
+                continue
+            head, gap = queue[0], self._next_ok.get(recipient, 0.0) - now_mono
+            due_in = max(
+                gap, *(_seconds_until(t, now) for t in (head.not_before, head.next_attempt_at))
+            )
+            if due_in > 0:
+                waits.append(due_in)
+            else:
+                ready.append(head)
+        for job in self._in_turn(ready):
+            if len(self._sends) >= self._deps.sends_in_flight:
+                break
+            if not self._bucket.take():
+                waits.append(self._bucket.wait_s())
+                break
+            self._busy.add(job.recipient_number)
+            task = asyncio.create_task(self._send(job))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+        return min(waits)
+
+    def _in_turn(self, ready: list[JobRow]) -> list[JobRow]:
+        """Interactive first, oldest first; every BULK_SHARE-th start a bulk job."""
+        interactive = sorted((j for j in ready if j.priority != "bulk"), key=lambda j: j.seq)
+        bulk = sorted((j for j in ready if j.priority == "bulk"), key=lambda j: j.seq)
+        ordered: list[JobRow] = []
+        while interactive or bulk:
+            self._starts += 1
+            take_bulk = bulk and (not interactive or self._starts % BULK_SHARE == 0)
+            ordered.append(bulk.pop(0) if take_bulk else interactive.pop(0))
+        return ordered
+
+    # -- one send ----------------------------------------------------------------------------
+
+    async def _send(self, job: JobRow) -> None:
+        recipient = job.recipient_number
+        try:
+            begun = await self._deps.store.begin_attempt(job, self.epoch, utcnow())
+            if begun is None:
+                self._reconcile_now = True  # done meanwhile, or an older job is still due
+                self._drop(job)
+                return
+            finish = await self._attempt(
+                begun, was_attempted=job.attempts > 0 or job.state == "sending"
+            )
+            await self._deps.store.finish_attempt(begun, self.epoch, finish, utcnow())
+            self._after(begun, finish)
+        except Fenced as fenced:
+            log.warning("sender taken over: %s", fenced)
+            self.stop()
+        except Exception:
+            log.exception("sending job %s failed unexpectedly; it is read again", job.id)
+            self._reconcile_now = True
+            self._drop(job)
+        finally:
+            self._busy.discard(recipient)
+            self._next_ok[recipient] = time.monotonic() + self._interval_s
+            self._wake.set()
+
+    async def _attempt(self, job: JobRow, *, was_attempted: bool) -> Finish:
+        started = utcnow()
+        api = self._require_api()
+        content = _content(job)
+        if was_attempted:
+            found = await api.find_sent(
+                to=_whatsapp(job.recipient_number),
+                from_=_whatsapp(job.sender_number),
+                since=job.created_at - LOOKUP_SLACK,
+                content=content,
+            )
+            if isinstance(found, Found) and found.sids:
+                return Finish("found", "sent", started, provider_sid=found.sids[-1])
+            if isinstance(found, Outcome):
+                return self._retry_or_dead(job, started, found, "ambiguous")
+        result = await api.create(
+            to=_whatsapp(job.recipient_number),
+            from_=_whatsapp(job.sender_number),
+            content=content,
+            status_callback=self._deps.status_callback_url,
+        )
+        if isinstance(result, Sent):
+            return Finish("sent", "sent", started, provider_sid=result.sid)
+        return await self._failed(job, started, result)
+
+    async def _failed(self, job: JobRow, started: datetime, outcome: Outcome) -> Finish:
+        code = outcome.code or 0
+        if outcome.action is Action.AMBIGUOUS:
+            found = await self._require_api().find_sent(
+                to=_whatsapp(job.recipient_number),
+                from_=_whatsapp(job.sender_number),
+                since=started - LOOKUP_SLACK,
+                content=_content(job),
+            )
+            if isinstance(found, Found) and found.sids:
+                return Finish("found", "sent", started, provider_sid=found.sids[-1])
+            return self._retry_or_dead(job, started, outcome, "ambiguous")
+        if outcome.action is Action.RETRY:
+            if code in RATE_LIMITED_CODES or outcome.reason == "too many requests":
+                self._bucket.slow_down()
+            return self._retry_or_dead(job, started, outcome, "retry")
+        if outcome.action is Action.WINDOW_CLOSED and job.fallback_template is not None:
+            return Finish(
+                "window_closed", "queued", started, code, outcome.message, use_fallback=True
+            )
+        if outcome.action is Action.PAUSE_SENDER:
+            self._paused_until = time.monotonic() + self._deps.pause_s
+            log.warning(
+                "Twilio refused %s/%s's credentials (%s): pausing the sender",
+                self.tenant_id,
+                self.sender_number,
+                code,
+            )
+            return Finish("paused", "queued", started, code, outcome.message, refund=True)
+        return Finish("failed", "failed", started, code, f"{outcome.reason}: {outcome.message}")
+
+    def _retry_or_dead(self, job: JobRow, started: datetime, outcome: Outcome, kind: str) -> Finish:
+        message = f"{outcome.reason}: {outcome.message}"
+        code = outcome.code or 0
+        if self._deps.backoff.exhausted(job.attempts):
+            return Finish(kind, "dead", started, code, message)
+        wait = timedelta(seconds=self._deps.backoff.delay(job.attempts))
+        return Finish(kind, "retrying", started, code, message, next_attempt_at=utcnow() + wait)
+
+    def _after(self, job: JobRow, finish: Finish) -> None:
+        """The recipient's queue once ``finish`` is recorded."""
+        if finish.state in DONE:
+            self._drop(job)
+            return
+        queue = self._queues.get(job.recipient_number, [])
+        if queue and queue[0].id == job.id:
+            updated = replace(
+                job,
+                state=finish.state,
+                next_attempt_at=finish.next_attempt_at,
+                attempts=job.attempts - 1 if finish.refund else job.attempts,
+            )
+            if finish.use_fallback and job.fallback_template is not None:
+                updated = replace(updated, template=job.fallback_template, body="", media=())
+            queue[0] = updated
+
+    def _drop(self, job: JobRow) -> None:
+        queue = self._queues.get(job.recipient_number, [])
+        self._queues[job.recipient_number] = [j for j in queue if j.id != job.id]
+        if not self._queues[job.recipient_number]:
+            del self._queues[job.recipient_number]
+        self._known.discard(job.id)
+
+    def _require_api(self) -> TwilioApi:
+        if self._api is None:
+            raise RuntimeError("the runner sends only inside run()")
+        return self._api
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _seconds_until(at: datetime | None, now: datetime) -> float:
+    return 0.0 if at is None else (at - now).total_seconds()
+
+
+def _whatsapp(number: str) -> str:
+    return f"whatsapp:{number}"
+
+
+def _content(job: JobRow) -> Content:
+    if job.template is not None:
+        return Content(
+            content_sid=job.template.content_sid, content_variables=job.template.variables
+        )
+    return Content(body=job.body, media_urls=tuple(url for url, _ in job.media))

@@ -1,0 +1,261 @@
+"""A sender's runner against the sandbox as Twilio, over real Postgres and Redis: every job
+sent once, each recipient's in enqueue order; each failure class to its outcome; a create
+whose answer was lost found rather than sent again; a runner whose sender was taken over
+stops; jobs whose doorbell Redis never rang are sent all the same."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import wamesh_dispatcher
+from tests.services.dispatcher.dispatcher_testkit import add_fault, sandbox_messages
+from tests.tools.sandbox.sandbox_testkit import ACCOUNT, SENDER, Running
+from wamesh_dispatcher import bell
+from wamesh_dispatcher.backoff import Backoff
+from wamesh_dispatcher.runner import Account, RunnerDeps, SenderLimits, SenderRunner
+from wamesh_dispatcher.store import JobRow, JobStore, NewJob
+from wamesh_dispatcher.twilio_api import TwilioApi
+from wamesh_kit.db import make_engine
+from wamesh_kit.migrations import MigrationHistory, upgrade_database
+from wamesh_kit.redis_client import make_redis
+
+FROM = SENDER.removeprefix("whatsapp:")
+MIGRATIONS = Path(wamesh_dispatcher.__file__).parent / "migrations"
+
+
+@pytest.fixture(scope="module")
+def dispatcher_dsn(database_dsn: str) -> str:
+    upgrade_database(database_dsn, MigrationHistory("dispatcher", MIGRATIONS))
+    return database_dsn
+
+
+@pytest.fixture
+async def engine(dispatcher_dsn: str) -> AsyncIterator[AsyncEngine]:
+    made = make_engine(dispatcher_dsn)
+    yield made
+    await made.dispose()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = make_redis(redis_url)
+    yield client
+    await client.aclose()
+
+
+def recipient(n: int) -> str:
+    return f"+1555{n:07d}"
+
+
+def whatsapp(n: int) -> str:
+    return f"whatsapp:{recipient(n)}"
+
+
+async def bodies_to(harness: Harness, n: int) -> list[str]:
+    """What the sandbox says recipient ``n`` received, oldest first."""
+    return [m["body"] for m in await sandbox_messages(harness.sandbox, to=whatsapp(n))]
+
+
+class Harness:
+    def __init__(self, sandbox: Running, store: JobStore, redis: aioredis.Redis) -> None:
+        self.sandbox, self.store, self.redis = sandbox, store, redis
+        # A tenant of its own per test: the sender's epoch row is per tenant and sender.
+        self.tenant = "t-" + uuid.uuid4().hex[:10]
+        self.sender = FROM  # the sandbox knows this sender for its account
+
+    def deps(self, **overrides: Any) -> RunnerDeps:
+        async def account(_: str) -> Account:
+            return Account(ACCOUNT.sid, ACCOUNT.auth_token)
+
+        async def limits(_: str) -> SenderLimits:
+            return SenderLimits(messages_per_second=500.0, recipient_interval_s=0.0)
+
+        values: dict[str, Any] = {
+            "store": self.store,
+            "redis": self.redis,
+            "account": account,
+            "limits": limits,
+            "open_api": lambda a: TwilioApi(a.account_sid, a.auth_token, base_url=self.sandbox.url),
+            "backoff": Backoff(base_s=0.05, cap_s=0.1, attempts=3),
+            "status_callback_url": "http://127.0.0.1:9/twilio/status",
+            "sends_in_flight": 8,
+            "reconcile_interval_s": 0.3,
+            "pause_s": 0.3,
+            **overrides,
+        }
+        return RunnerDeps(**values)
+
+    async def enqueue(
+        self, *jobs: tuple[str, str], ring: bool = True, **fields: Any
+    ) -> list[JobRow]:
+        """(recipient, body) pairs, enqueued in order; the doorbell rung unless not."""
+        made = await self.store.enqueue(
+            [
+                NewJob(
+                    tenant_id=self.tenant,
+                    idempotency_key=f"{to}:{body}",
+                    sender_number=self.sender,
+                    recipient_number=to,
+                    body=body,
+                    **fields,
+                )
+                for to, body in jobs
+            ],
+            datetime.now(UTC),
+        )
+        rows = [row for row, _ in made]
+        if ring:
+            await bell.ring(self.redis, self.tenant, self.sender, [row.id for row in rows])
+        return rows
+
+    async def states(self, rows: list[JobRow]) -> dict[str, str]:
+        found = {}
+        for row in rows:
+            job, _ = await self.store.job(self.tenant, job_id=row.id)
+            found[row.id] = job.state
+        return found
+
+    async def until(
+        self, rows: list[JobRow], done: Callable[[str], bool], timeout_s: float = 30
+    ) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not all(done(state) for state in (await self.states(rows)).values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def harness(sandbox: Running, engine: AsyncEngine, redis: aioredis.Redis) -> Harness:
+    return Harness(sandbox, JobStore(engine), redis)
+
+
+@contextlib.asynccontextmanager
+async def running(harness: Harness, epoch: int = 1, **deps: Any) -> AsyncIterator[SenderRunner]:
+    runner = SenderRunner(harness.tenant, harness.sender, epoch, harness.deps(**deps))
+    task = asyncio.create_task(runner.run())
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_every_job_is_sent_once_and_each_recipient_in_enqueue_order(
+    harness: Harness,
+) -> None:
+    order = [(recipient(r), f"r{r}-n{n}") for n in range(8) for r in range(4)]
+    async with running(harness):
+        rows = await harness.enqueue(*order)
+        await harness.until(rows, lambda s: s == "sent")
+
+    for r in range(4):
+        got = [
+            m["body"]
+            for m in await sandbox_messages(harness.sandbox, to=f"whatsapp:{recipient(r)}")
+        ]
+        assert got == [f"r{r}-n{n}" for n in range(8)]
+    for row in rows:
+        job, history = await harness.store.job(harness.tenant, job_id=row.id)
+        assert [(a.number, a.outcome) for a in history] == [(1, "sent")]
+        assert (job.provider_sid or "").startswith("SM")
+
+
+async def test_a_job_redis_never_announced_is_sent_from_postgres(harness: Harness) -> None:
+    async with running(harness):
+        rows = await harness.enqueue((recipient(10), "quiet"), ring=False)
+        await harness.until(rows, lambda s: s == "sent")
+
+    assert [
+        m["body"] for m in await sandbox_messages(harness.sandbox, to=f"whatsapp:{recipient(10)}")
+    ] == ["quiet"]
+
+
+async def test_a_rate_limited_send_backs_off_and_goes_out_once(harness: Harness) -> None:
+    await add_fault(harness.sandbox, status=429, code=20429, count=1)
+    async with running(harness):
+        rows = await harness.enqueue((recipient(11), "later"))
+        await harness.until(rows, lambda s: s == "sent")
+
+    _, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    assert [(a.outcome, a.error_code) for a in history] == [("retry", 20429), ("sent", 0)]
+    assert len(await sandbox_messages(harness.sandbox, to=whatsapp(11))) == 1
+
+
+async def test_a_server_error_is_looked_up_then_retried_and_dead_once_exhausted(
+    harness: Harness,
+) -> None:
+    await add_fault(harness.sandbox, status=500, code=20500, count=None, recipient=whatsapp(12))
+    async with running(harness):
+        rows = await harness.enqueue((recipient(12), "doomed"), (recipient(13), "fine"))
+        await harness.until(rows, lambda s: s in ("sent", "dead"))
+
+    dead, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    fine, _ = await harness.store.job(harness.tenant, job_id=rows[1].id)
+    assert (dead.state, dead.last_error_code, fine.state) == ("dead", 20500, "sent")
+    assert [a.outcome for a in history] == ["ambiguous", "ambiguous", "ambiguous"]
+
+
+async def test_a_final_refusal_fails_at_once_and_the_recipients_next_job_goes_on(
+    harness: Harness,
+) -> None:
+    await add_fault(harness.sandbox, status=400, code=21211, count=1, recipient=whatsapp(14))
+    async with running(harness):
+        rows = await harness.enqueue((recipient(14), "first"), (recipient(14), "second"))
+        await harness.until(rows, lambda s: s in ("sent", "failed"))
+
+    states = await harness.states(rows)
+    _, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    assert list(states.values()) == ["failed", "sent"]
+    assert [(a.outcome, a.error_code) for a in history] == [("failed", 21211)]
+
+
+async def test_a_create_whose_answer_was_cut_off_is_found_not_sent_again(
+    harness: Harness,
+) -> None:
+    await add_fault(harness.sandbox, reset="after", count=1, recipient=whatsapp(15))
+    async with running(harness):
+        rows = await harness.enqueue((recipient(15), "once"))
+        await harness.until(rows, lambda s: s == "sent")
+
+    job, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    [message] = await sandbox_messages(harness.sandbox, to=whatsapp(15))
+    assert [a.outcome for a in history] == ["found"]
+    assert job.provider_sid == message["sid"]
+
+
+async def test_refused_credentials_pause_the_sender_without_burning_the_attempt(
+    harness: Harness,
+) -> None:
+    await add_fault(harness.sandbox, status=401, code=20003, count=1)
+    async with running(harness):
+        rows = await harness.enqueue((recipient(16), "after the pause"))
+        await harness.until(rows, lambda s: s == "sent")
+
+    job, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    assert [(a.number, a.outcome) for a in history] == [(1, "paused"), (2, "sent")]
+    assert job.attempts == 1
+
+
+async def test_a_runner_whose_sender_was_taken_over_stops_sending(harness: Harness) -> None:
+    async with running(harness, epoch=7) as runner:
+        first = await harness.enqueue((recipient(17), "before"))
+        await harness.until(first, lambda s: s == "sent")
+        await harness.store.claim(harness.tenant, harness.sender, 8, datetime.now(UTC))
+        await harness.enqueue((recipient(17), "after"))
+        async with asyncio.timeout(30):
+            while not runner.stopped:  # noqa: ASYNC110 - the runner's own task sets it
+                await asyncio.sleep(0.05)
+
+    bodies = [
+        m["body"] for m in await sandbox_messages(harness.sandbox, to=f"whatsapp:{recipient(17)}")
+    ]
+    assert bodies == ["before"]
