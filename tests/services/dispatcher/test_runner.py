@@ -6,147 +6,21 @@ stops; jobs whose doorbell Redis never rang are sent all the same."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-import pytest
-import redis.asyncio as aioredis
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-import wamesh_dispatcher
 from tests.services.dispatcher.dispatcher_testkit import add_fault, sandbox_messages
-from tests.tools.sandbox.sandbox_testkit import ACCOUNT, SENDER, Running
-from wamesh_dispatcher import bell
-from wamesh_dispatcher.backoff import Backoff
-from wamesh_dispatcher.runner import Account, RunnerDeps, SenderLimits, SenderRunner
-from wamesh_dispatcher.store import JobRow, JobStore, NewJob
-from wamesh_dispatcher.twilio_api import TwilioApi
-from wamesh_kit.db import make_engine
-from wamesh_kit.migrations import MigrationHistory, upgrade_database
-from wamesh_kit.redis_client import make_redis
+from tests.services.dispatcher.runner_testkit import (
+    Harness,
+    engine,
+    harness,
+    recipient,
+    redis,
+    runner_dsn,
+    running,
+    whatsapp,
+)
 
-FROM = SENDER.removeprefix("whatsapp:")
-MIGRATIONS = Path(wamesh_dispatcher.__file__).parent / "migrations"
-
-
-@pytest.fixture(scope="module")
-def dispatcher_dsn(database_dsn: str) -> str:
-    upgrade_database(database_dsn, MigrationHistory("dispatcher", MIGRATIONS))
-    return database_dsn
-
-
-@pytest.fixture
-async def engine(dispatcher_dsn: str) -> AsyncIterator[AsyncEngine]:
-    made = make_engine(dispatcher_dsn)
-    yield made
-    await made.dispose()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = make_redis(redis_url)
-    yield client
-    await client.aclose()
-
-
-def recipient(n: int) -> str:
-    return f"+1555{n:07d}"
-
-
-def whatsapp(n: int) -> str:
-    return f"whatsapp:{recipient(n)}"
-
-
-async def bodies_to(harness: Harness, n: int) -> list[str]:
-    """What the sandbox says recipient ``n`` received, oldest first."""
-    return [m["body"] for m in await sandbox_messages(harness.sandbox, to=whatsapp(n))]
-
-
-class Harness:
-    def __init__(self, sandbox: Running, store: JobStore, redis: aioredis.Redis) -> None:
-        self.sandbox, self.store, self.redis = sandbox, store, redis
-        # A tenant of its own per test: the sender's epoch row is per tenant and sender.
-        self.tenant = "t-" + uuid.uuid4().hex[:10]
-        self.sender = FROM  # the sandbox knows this sender for its account
-
-    def deps(self, **overrides: Any) -> RunnerDeps:
-        async def account(_: str) -> Account:
-            return Account(ACCOUNT.sid, ACCOUNT.auth_token)
-
-        async def limits(_: str) -> SenderLimits:
-            return SenderLimits(messages_per_second=500.0, recipient_interval_s=0.0)
-
-        values: dict[str, Any] = {
-            "store": self.store,
-            "redis": self.redis,
-            "account": account,
-            "limits": limits,
-            "open_api": lambda a: TwilioApi(a.account_sid, a.auth_token, base_url=self.sandbox.url),
-            "backoff": Backoff(base_s=0.05, cap_s=0.1, attempts=3),
-            "status_callback_url": "http://127.0.0.1:9/twilio/status",
-            "sends_in_flight": 8,
-            "reconcile_interval_s": 0.3,
-            "pause_s": 0.3,
-            **overrides,
-        }
-        return RunnerDeps(**values)
-
-    async def enqueue(
-        self, *jobs: tuple[str, str], ring: bool = True, **fields: Any
-    ) -> list[JobRow]:
-        """(recipient, body) pairs, enqueued in order; the doorbell rung unless not."""
-        made = await self.store.enqueue(
-            [
-                NewJob(
-                    tenant_id=self.tenant,
-                    idempotency_key=f"{to}:{body}",
-                    sender_number=self.sender,
-                    recipient_number=to,
-                    body=body,
-                    **fields,
-                )
-                for to, body in jobs
-            ],
-            datetime.now(UTC),
-        )
-        rows = [row for row, _ in made]
-        if ring:
-            await bell.ring(self.redis, self.tenant, self.sender, [row.id for row in rows])
-        return rows
-
-    async def states(self, rows: list[JobRow]) -> dict[str, str]:
-        found = {}
-        for row in rows:
-            job, _ = await self.store.job(self.tenant, job_id=row.id)
-            found[row.id] = job.state
-        return found
-
-    async def until(
-        self, rows: list[JobRow], done: Callable[[str], bool], timeout_s: float = 30
-    ) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not all(done(state) for state in (await self.states(rows)).values()):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def harness(sandbox: Running, engine: AsyncEngine, redis: aioredis.Redis) -> Harness:
-    return Harness(sandbox, JobStore(engine), redis)
-
-
-@contextlib.asynccontextmanager
-async def running(harness: Harness, epoch: int = 1, **deps: Any) -> AsyncIterator[SenderRunner]:
-    runner = SenderRunner(harness.tenant, harness.sender, epoch, harness.deps(**deps))
-    task = asyncio.create_task(runner.run())
-    try:
-        yield runner
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 30)
+__all__ = ["engine", "harness", "redis", "runner_dsn"]
 
 
 async def test_every_job_is_sent_once_and_each_recipient_in_enqueue_order(
