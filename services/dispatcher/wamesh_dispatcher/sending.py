@@ -43,13 +43,11 @@ class TenantAccounts:
 
     def __init__(
         self,
-        credentials_stub: Any,
         tenants_stub: Any,
         timeout_s: float,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._credentials_stub = credentials_stub
         self._tenants_stub = tenants_stub
         self._timeout_s = timeout_s
         self._clock = clock
@@ -61,7 +59,7 @@ class TenantAccounts:
         if cached is not None and cached[0] > self._clock():
             return cached[1]
         answer = await self._call(
-            self._credentials_stub.GetCredentials,
+            self._tenants_stub.GetCredentials,
             tenants_pb2.GetCredentialsRequest(tenant_id=tenant_id),
         )
         credentials = answer.credentials

@@ -15,6 +15,10 @@ class DispatcherSettings(DatabaseServiceSettings):
     tenants_target: str = "127.0.0.1:50051"
     workers_target: str = "127.0.0.1:50055"
     rpc_timeout_s: float = Field(default=2.0, gt=0)
+    send: bool = Field(
+        default=True,
+        description="Send for the senders the workers registry places here (false: intake only)",
+    )
     # This replica as a session worker of kind "twilio".
     instance_id: str = Field(default="", description="Pod name; empty: one per start")
     worker_endpoint: str = ""

@@ -1,7 +1,9 @@
 """TenantRegistry over gRPC: validate, call the store, invalidate caches, answer.
 
 Access: every method needs the admin token, except ResolveNumber (internal services, and
-admins for debugging) and GetCredentials (the internal identity only: it returns secrets).
+admins for debugging), GetTenant (admins, and the services that act on a tenant's settings:
+the dispatcher's senders and limits, the bot's menu) and GetCredentials (the internal
+identity only: it returns secrets).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class TenantRegistry(tenants_pb2_grpc.TenantRegistryServicer):
         tag_tenant(tenant.id)
         return pb.CreateTenantResponse(tenant=tenant, already_existed=already_existed)
 
-    @requires(Access.ADMIN)
+    @requires(Access.ADMIN | Access.INTERNAL)
     async def GetTenant(
         self, request: pb.GetTenantRequest, context: Context
     ) -> pb.GetTenantResponse:

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import wamesh_dispatcher
+import wamesh_workers
 from tests.services.dispatcher.dispatcher_testkit import sandbox_messages
+from tests.services.workers.workers_testkit import make_settings as registry_settings
 from tests.tools.sandbox.sandbox_testkit import ACCOUNT, SENDER, Running
 from wamesh_dispatcher import bell
 from wamesh_dispatcher.backoff import Backoff
@@ -27,6 +30,8 @@ from wamesh_dispatcher.twilio_api import TwilioApi
 from wamesh_kit.db import make_engine
 from wamesh_kit.migrations import MigrationHistory, upgrade_database
 from wamesh_kit.redis_client import make_redis
+from wamesh_kit.rpc.server import GrpcService
+from wamesh_workers.app import workers_service
 
 FROM = SENDER.removeprefix("whatsapp:")
 MIGRATIONS = Path(wamesh_dispatcher.__file__).parent / "migrations"
@@ -147,3 +152,19 @@ async def running(harness: Harness, epoch: int = 1, **deps: Any) -> AsyncIterato
     finally:
         runner.stop()
         await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture(scope="module")
+def registry_dsn(new_database: Callable[[str], str]) -> str:
+    dsn = new_database("workers")
+    migrations = Path(wamesh_workers.__file__).parent / "migrations"
+    upgrade_database(dsn, MigrationHistory("workers", migrations))
+    return dsn
+
+
+@pytest.fixture
+async def registry(registry_dsn: str, redis_url: str) -> AsyncIterator[GrpcService]:
+    """The real workers registry, in-process: what places senders on dispatcher replicas."""
+    settings = registry_settings(registry_dsn, redis_url, rebalance_moves_per_sweep=0)
+    async with workers_service(settings, registry=CollectorRegistry()) as server:
+        yield server

@@ -8,13 +8,8 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
-from prometheus_client import CollectorRegistry
-
-import wamesh_workers
 from tests.services.dispatcher.runner_testkit import (
     Harness,
     bodies_to,
@@ -22,35 +17,19 @@ from tests.services.dispatcher.runner_testkit import (
     harness,
     recipient,
     redis,
+    registry,
+    registry_dsn,
     runner_dsn,
 )
-from tests.services.workers.workers_testkit import make_settings as registry_settings
 from wamesh.workers.v1 import workers_pb2 as workers_pb
 from wamesh.workers.v1.workers_pb2_grpc import WorkerRegistryStub
 from wamesh_dispatcher.bell import session_id
 from wamesh_dispatcher.sending import Sending
 from wamesh_dispatcher.settings import DispatcherSettings
-from wamesh_kit.migrations import MigrationHistory, upgrade_database
 from wamesh_kit.rpc.server import GrpcService
 from wamesh_kit.settings import DEV_INTERNAL_TOKEN
-from wamesh_workers.app import workers_service
 
-__all__ = ["engine", "harness", "redis", "runner_dsn"]
-
-
-@pytest.fixture(scope="module")
-def registry_dsn(new_database: Callable[[str], str]) -> str:
-    dsn = new_database("workers")
-    migrations = Path(wamesh_workers.__file__).parent / "migrations"
-    upgrade_database(dsn, MigrationHistory("workers", migrations))
-    return dsn
-
-
-@pytest.fixture
-async def registry(registry_dsn: str, redis_url: str) -> AsyncIterator[GrpcService]:
-    settings = registry_settings(registry_dsn, redis_url, rebalance_moves_per_sweep=0)
-    async with workers_service(settings, registry=CollectorRegistry()) as server:
-        yield server
+__all__ = ["engine", "harness", "redis", "registry", "registry_dsn", "runner_dsn"]
 
 
 @contextlib.asynccontextmanager

@@ -338,5 +338,10 @@ async def test_admin_rpcs_need_the_admin_token(connect: Any, admin: Any) -> None
 
     await assert_refused(anonymous.GetTenant(request), grpc.StatusCode.UNAUTHENTICATED)
     await assert_refused(connect("wrong-token").GetTenant(request), grpc.StatusCode.UNAUTHENTICATED)
-    for caller in (internal, tenant_token):
-        await assert_refused(caller.GetTenant(request), grpc.StatusCode.PERMISSION_DENIED)
+    await assert_refused(tenant_token.GetTenant(request), grpc.StatusCode.PERMISSION_DENIED)
+    # Services read a tenant's settings (the dispatcher its senders and limits).
+    assert (await internal.GetTenant(request)).tenant.id == tenant.id
+    await assert_refused(
+        internal.UpdateTenant(pb.UpdateTenantRequest(tenant_id=tenant.id)),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )

@@ -1,0 +1,136 @@
+"""Wiring: settings → engine, Redis, the tenants and workers clients → the Dispatcher servicer
+(and, beside it, the loops that send)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from opentelemetry.trace import TracerProvider
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from wamesh.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh.workers.v1 import workers_pb2_grpc
+from wamesh_dispatcher.backoff import Backoff
+from wamesh_dispatcher.metrics import IntakeMetrics
+from wamesh_dispatcher.runner import RunnerDeps
+from wamesh_dispatcher.sending import Sending, TenantAccounts
+from wamesh_dispatcher.servicer import Dispatcher
+from wamesh_dispatcher.settings import DispatcherSettings
+from wamesh_dispatcher.store import JobStore
+from wamesh_dispatcher.tenants import SessionPlacer, TenantDirectory
+from wamesh_dispatcher.twilio_api import TwilioApi
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.rpc.database_service import BackgroundLoop, Backing, Wiring, database_service
+from wamesh_kit.rpc.server import GrpcService, Service
+from wamesh_kit.tenant_invalidations import InvalidationListener
+
+# Enqueue answers after the commit whatever Redis does: a stalled Redis must cost the bell
+# half a second, not the caller its deadline.
+REDIS_TIMEOUT_S = 0.5
+GET_TENANT = "/wamesh.tenants.v1.TenantRegistry/GetTenant"
+GET_CREDENTIALS = "/wamesh.tenants.v1.TenantRegistry/GetCredentials"
+
+
+@asynccontextmanager
+async def dispatcher_service(
+    settings: DispatcherSettings,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    tracer_provider: TracerProvider | None = None,
+) -> AsyncIterator[GrpcService]:
+    """The dispatcher's gRPC server and its loops, started; stopped on exit."""
+
+    def wire(backing: Backing) -> Wiring:
+        tenants_channel = make_channel(
+            settings.tenants_target,
+            token=settings.internal_token.get_secret_value(),
+            idempotent_methods=[GET_TENANT, GET_CREDENTIALS],
+            default_timeout=settings.rpc_timeout_s,
+            tracer_provider=tracer_provider,
+        )
+        workers_channel = make_channel(
+            settings.workers_target,
+            token=settings.internal_token.get_secret_value(),
+            default_timeout=settings.rpc_timeout_s,
+            tracer_provider=tracer_provider,
+        )
+        store = JobStore(backing.engine)
+        sessions = SessionPlacer(
+            workers_pb2_grpc.WorkerRegistryStub(workers_channel), settings.rpc_timeout_s
+        )
+        tenants_stub = tenants_pb2_grpc.TenantRegistryStub(tenants_channel)
+        servicer = Dispatcher(
+            store,
+            backing.redis,
+            TenantDirectory(tenants_stub, settings.rpc_timeout_s),
+            sessions,
+            IntakeMetrics(backing.registry),
+        )
+
+        async def clients(stop: asyncio.Event) -> None:
+            """Holds the peers' channels open until the server has drained, then closes them."""
+            await stop.wait()
+            await sessions.close()
+            await tenants_channel.close(None)
+            await workers_channel.close(None)
+
+        accounts = TenantAccounts(tenants_stub, settings.rpc_timeout_s)
+
+        def runner_deps(holds: Callable[[], int | None]) -> RunnerDeps:
+            return RunnerDeps(
+                store=store,
+                redis=backing.redis,
+                account=accounts.account,
+                limits=accounts.limits,
+                open_api=lambda account: TwilioApi(
+                    account.account_sid,
+                    account.auth_token,
+                    base_url=settings.twilio_base_url or None,
+                    timeout_s=settings.twilio_timeout_s,
+                ),
+                backoff=Backoff(
+                    base_s=settings.backoff_base_s,
+                    cap_s=settings.backoff_cap_s,
+                    attempts=settings.max_attempts,
+                ),
+                status_callback_url=settings.status_callback_url,
+                sends_in_flight=settings.sends_in_flight_per_sender,
+                reconcile_interval_s=settings.reconcile_interval_s,
+                holds=holds,
+            )
+
+        sending = Sending(settings, runner_deps)
+
+        async def send(stop: asyncio.Event) -> None:
+            # A rotated token or changed limits reach the runners at once.
+            async with InvalidationListener(
+                backing.redis, accounts.forget, on_reset=accounts.forget_all
+            ):
+                await sending.run(stop)
+
+        loops: dict[str, BackgroundLoop] = {"clients": clients}
+        if settings.send:
+            loops["send"] = send
+        return Wiring(
+            [
+                Service(
+                    dispatch_pb2.DESCRIPTOR.services_by_name["Dispatcher"],
+                    servicer,
+                    dispatch_pb2_grpc.add_DispatcherServicer_to_server,
+                )
+            ],
+            loops,
+        )
+
+    async with database_service(
+        settings,
+        wire,
+        client_name="dispatcher",
+        registry=registry,
+        tracer_provider=tracer_provider,
+        redis_socket_timeout_s=REDIS_TIMEOUT_S,
+    ) as server:
+        yield server
