@@ -107,7 +107,8 @@ def dev_up(
                 history = MigrationHistory(spec.name, spec.migrations)
                 upgrade_database(infra.postgres.dsn(spec.database), history)
         _print_infra(infra)
-        children = [_spawn_service(spec, infra) for spec in registry.services().values()]
+        tools_env = {k: v for tool in registry.dev_tools().values() for k, v in tool.service_env}
+        children = [_spawn_service(spec, infra, tools_env) for spec in registry.services().values()]
         children += [_spawn_tool(tool, data_dir) for tool in registry.dev_tools().values()]
         console.print(f"services: {', '.join(registry.services()) or 'none yet'}")
         console.print(f"development tools: {', '.join(registry.dev_tools()) or 'none'}")
@@ -120,8 +121,15 @@ def dev_up(
                 child.wait(timeout=30)
 
 
-def _spawn_service(spec: registry.Service, infra: LocalInfra) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "WAMESH_REDIS_URL": infra.redis.url, "WAMESH_SERVICE_NAME": spec.name}
+def _spawn_service(
+    spec: registry.Service, infra: LocalInfra, tools_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    env = {
+        **tools_env,
+        **os.environ,
+        "WAMESH_REDIS_URL": infra.redis.url,
+        "WAMESH_SERVICE_NAME": spec.name,
+    }
     if spec.database is not None:
         env["WAMESH_DATABASE_URL"] = infra.postgres.dsn(spec.database)
     return subprocess.Popen([sys.executable, "-m", "wamesh_kit", "serve", spec.name], env=env)

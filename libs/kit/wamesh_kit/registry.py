@@ -79,6 +79,9 @@ class DevTool:
     name: str
     main: str
     cli: str | None = None
+    # What the services are told when the tool runs beside them under `wamesh dev up`
+    # (the sandbox: send to me, not to Twilio).
+    service_env: tuple[tuple[str, str], ...] = ()
 
     def load_main(self) -> Callable[[], None]:
         main: Callable[[], None] = pkgutil.resolve_name(self.main)
