@@ -38,38 +38,59 @@ class Announcer:
         self._route_ttl_s = route_ttl_s
 
     async def announce(self, changes: list[Change]) -> None:
-        for change in changes:
-            action = (
-                pb.ASSIGNMENT_ACTION_ASSIGNED
-                if change.action == "assigned"
-                else pb.ASSIGNMENT_ACTION_REVOKED
-            )
-            message = pb.WatchAssignmentsResponse(
-                action=action, session=session_message(change.session)
-            )
-            try:
-                await self._redis.publish(
-                    assignments_channel(change.worker_id), message.SerializeToString()
+        """Publishes each change to its worker and sets (assigned) or drops (revoked) its
+        route. A failure is logged, never raised: see the module's docstring."""
+        if not changes:
+            return
+        # One round trip for the lot: a lost worker's thousands of moves, sent a command at a
+        # time, kept the pod watch (and the sweep) busy for a second of round trips.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for change in changes:
+                action = (
+                    pb.ASSIGNMENT_ACTION_ASSIGNED
+                    if change.action == "assigned"
+                    else pb.ASSIGNMENT_ACTION_REVOKED
                 )
+                message = pb.WatchAssignmentsResponse(
+                    action=action, session=session_message(change.session)
+                )
+                pipe.publish(assignments_channel(change.worker_id), message.SerializeToString())
                 if change.action == "assigned":
-                    await self.remember_route(change.session, change.endpoint)
+                    pipe.set(
+                        route_key(change.session.id),
+                        self._route(change.session, change.endpoint),
+                        ex=self._route_ttl_s,
+                    )
                 else:
-                    await self._redis.delete(route_key(change.session.id))
+                    pipe.delete(route_key(change.session.id))
+            try:
+                results: list[object] = list(await pipe.execute(raise_on_error=False))
             except RedisError as error:
+                # The batch as a whole failed (Redis away): logged change by change, as when
+                # each was sent alone.
+                results = [error] * (2 * len(changes))
+        # Two replies a change: the publish's, then the route's.
+        for change, published, routed in zip(changes, results[::2], results[1::2], strict=True):
+            failed = next((r for r in (published, routed) if isinstance(r, RedisError)), None)
+            if failed is not None:
                 log.warning(
                     "announcing %s of %s failed: %s",
                     change.action,
                     change.session.id,
-                    type(error).__name__,
+                    type(failed).__name__,
                 )
 
     async def remember_route(self, session: SessionRow, endpoint: str) -> None:
+        await self._redis.set(
+            route_key(session.id), self._route(session, endpoint), ex=self._route_ttl_s
+        )
+
+    @staticmethod
+    def _route(session: SessionRow, endpoint: str) -> bytes:
         route = pb.RouteSessionResponse(
             worker_id=session.worker_id or "", endpoint=endpoint, epoch=session.epoch
         )
-        await self._redis.set(
-            route_key(session.id), route.SerializeToString(), ex=self._route_ttl_s
-        )
+        return route.SerializeToString()
 
     async def cached_route(self, session_id: str) -> pb.RouteSessionResponse | None:
         try:

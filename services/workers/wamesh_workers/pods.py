@@ -339,12 +339,19 @@ class PodWatch:
             log.info("pod watch stopped")
 
     async def _deliver(self, gone: asyncio.Queue[tuple[str, str]]) -> None:
+        delivering = asyncio.current_task()
         while True:
             name, reason = await gone.get()
             try:
                 await self.on_gone(name, reason)
             except Exception:
                 log.exception("pod gone handler failed", extra={"pod": name, "reason": reason})
+            # The handler may have swallowed the cancel that stops this task: redis-py sends
+            # through asyncio.wait_for, which on Python 3.11 returns instead of raising when a
+            # cancel lands just as the send completes. The task is then still cancelling but
+            # no longer told so, and would wait here for a pod event that never comes.
+            if delivering is not None and delivering.cancelling():
+                raise asyncio.CancelledError
 
 
 def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> None:

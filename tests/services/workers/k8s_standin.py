@@ -87,6 +87,8 @@ class WatchRequest:
 @dataclass
 class KubeStandIn:
     expire_with: Literal["event", "status"] = "event"
+    # How long each list takes to answer, for tests that act while one is in flight.
+    list_delay_s: float = 0.0
     lists: int = 0
     watches: list[WatchRequest] = field(default_factory=list)
     expired: int = 0
@@ -167,6 +169,8 @@ class KubeStandIn:
             return _status(400, "BadRequest", str(error))
         if query.get("watch") not in ("true", "1"):
             self.lists += 1
+            if self.list_delay_s:
+                await asyncio.sleep(self.list_delay_s)
             return JSONResponse(self._pod_list(namespace, selector))
         since = query.get("resourceVersion") or None
         timeout = int(query["timeoutSeconds"]) if "timeoutSeconds" in query else None

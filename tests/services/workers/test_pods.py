@@ -277,6 +277,50 @@ async def test_stopping_while_backing_off_returns(unused_tcp_port: int) -> None:
         assert not _watch_threads()
 
 
+async def test_stopping_while_a_relist_is_in_flight_returns(standin: KubeStandIn) -> None:
+    standin.add_pod("worker-a", LABELS)
+    async with standin.serving() as url:
+        with core_api(url) as api:
+            stop = asyncio.Event()
+            watch = PodWatch(api, "default", SELECTOR, Recorder(), watch_timeout_s=3600)
+            task = asyncio.create_task(watch.run(stop))
+            await watch_open(standin)
+            standin.list_delay_s = 1.0
+            standin.compact()
+            await eventually(lambda: True if standin.lists == 2 else None)
+            stop.set()
+            async with asyncio.timeout(10):
+                await task
+            assert not _watch_threads()
+
+
+async def test_stopping_while_the_handler_swallows_the_cancel_returns(
+    standin: KubeStandIn,
+) -> None:
+    handling = asyncio.Event()
+
+    async def swallowing(name: str, reason: str) -> None:
+        handling.set()
+        # As a Redis write does on Python 3.11 when the cancel lands as it completes.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+    standin.add_pod("worker-a", LABELS)
+    async with standin.serving() as url:
+        with core_api(url) as api:
+            stop = asyncio.Event()
+            watch = PodWatch(api, "default", SELECTOR, swallowing)
+            task = asyncio.create_task(watch.run(stop))
+            await watch_open(standin)
+            standin.delete_pod("worker-a")
+            async with asyncio.timeout(10):
+                await handling.wait()
+            stop.set()
+            async with asyncio.timeout(10):
+                await task
+            assert not _watch_threads()
+
+
 async def test_a_failing_handler_does_not_stop_the_reports(standin: KubeStandIn) -> None:
     standin.add_pod("worker-a", LABELS)
     standin.add_pod("worker-b", LABELS)
