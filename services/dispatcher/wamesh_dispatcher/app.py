@@ -14,7 +14,7 @@ from wamesh.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from wamesh.tenants.v1 import tenants_pb2_grpc
 from wamesh.workers.v1 import workers_pb2_grpc
 from wamesh_dispatcher.backoff import Backoff
-from wamesh_dispatcher.metrics import IntakeMetrics
+from wamesh_dispatcher.metrics import IntakeMetrics, SendMetrics, count_jobs
 from wamesh_dispatcher.runner import RunnerDeps
 from wamesh_dispatcher.sending import Sending, TenantAccounts
 from wamesh_dispatcher.servicer import Dispatcher
@@ -78,6 +78,10 @@ async def dispatcher_service(
             await workers_channel.close(None)
 
         accounts = TenantAccounts(tenants_stub, settings.rpc_timeout_s)
+        send_metrics = SendMetrics(backing.registry)
+
+        async def census(stop: asyncio.Event) -> None:
+            await count_jobs(store, send_metrics, stop, settings.census_interval_s)
 
         def runner_deps(holds: Callable[[], int | None]) -> RunnerDeps:
             return RunnerDeps(
@@ -100,6 +104,7 @@ async def dispatcher_service(
                 sends_in_flight=settings.sends_in_flight_per_sender,
                 reconcile_interval_s=settings.reconcile_interval_s,
                 holds=holds,
+                metrics=send_metrics,
             )
 
         sending = Sending(settings, runner_deps)
@@ -111,7 +116,7 @@ async def dispatcher_service(
             ):
                 await sending.run(stop)
 
-        loops: dict[str, BackgroundLoop] = {"clients": clients}
+        loops: dict[str, BackgroundLoop] = {"clients": clients, "census": census}
         if settings.send:
             loops["send"] = send
         return Wiring(

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from wamesh_dispatcher.backoff import Backoff
 from wamesh_dispatcher.bell import bell_stream
+from wamesh_dispatcher.metrics import SendMetrics
 from wamesh_dispatcher.outcomes import Action, Outcome
 from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
 from wamesh_dispatcher.twilio_api import Content, Found, Sent, TwilioApi
@@ -116,6 +117,7 @@ class RunnerDeps:
     holds: Callable[[], int | None] | None = None
     # A sender whose credentials Twilio refused waits this long before trying a job again.
     pause_s: float = 60.0
+    metrics: SendMetrics | None = None
 
 
 class SenderRunner:
@@ -156,6 +158,9 @@ class SenderRunner:
                 try:
                     await self._loop()
                 finally:
+                    # Stops the listener even should its cancel be lost (redis-py's wait_for
+                    # on Python 3.11 can swallow one): it looks at this every second.
+                    self._stopping = True
                     listening.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await listening
@@ -219,7 +224,7 @@ class SenderRunner:
     async def _listen(self, last: str) -> None:
         """New job ids from the sender's stream, read straight from Postgres."""
         stream = bell_stream(self.tenant_id, self.sender_number)
-        while True:
+        while not self._stopping:
             try:
                 answer: Any = await self._deps.redis.xread({stream: last}, block=1000, count=500)
             except RedisError:
@@ -254,6 +259,8 @@ class SenderRunner:
                 break
             if not self._bucket.take():
                 waits.append(self._bucket.wait_s())
+                if self._deps.metrics is not None:
+                    self._deps.metrics.rate_waits.inc()
                 break
             self._busy.add(job.recipient_number)
             task = asyncio.create_task(self._send(job))
@@ -286,6 +293,7 @@ class SenderRunner:
                 begun, was_attempted=job.attempts > 0 or job.state == "sending"
             )
             await self._deps.store.finish_attempt(begun, self.epoch, finish, utcnow())
+            self._count(finish)
             self._after(begun, finish)
         except Fenced as fenced:
             log.warning("sender taken over: %s", fenced)
@@ -335,7 +343,11 @@ class SenderRunner:
             )
             if isinstance(found, Found) and found.sids:
                 return Finish("found", "sent", started, provider_sid=found.sids[-1])
-            return self._retry_or_dead(job, started, outcome, "ambiguous")
+            # Not there: it never reached Twilio, a plain retry. The lookup failing is the
+            # one case nobody can know: "ambiguous", and the next attempt looks again.
+            return self._retry_or_dead(
+                job, started, outcome, "retry" if isinstance(found, Found) else "ambiguous"
+            )
         if outcome.action is Action.RETRY:
             if code in RATE_LIMITED_CODES or outcome.reason == "too many requests":
                 self._bucket.slow_down()
@@ -354,6 +366,17 @@ class SenderRunner:
             )
             return Finish("paused", "queued", started, code, outcome.message, refund=True)
         return Finish("failed", "failed", started, code, f"{outcome.reason}: {outcome.message}")
+
+    def _count(self, finish: Finish) -> None:
+        metrics = self._deps.metrics
+        if metrics is None:
+            return
+        metrics.attempts.labels(finish.outcome).inc()
+        metrics.send_seconds.observe((utcnow() - finish.started_at).total_seconds())
+        if finish.outcome not in ("sent", "found"):
+            metrics.twilio_errors.labels(str(finish.error_code)).inc()
+        if finish.outcome == "ambiguous":
+            metrics.unsettled.inc()
 
     def _retry_or_dead(self, job: JobRow, started: datetime, outcome: Outcome, kind: str) -> Finish:
         message = f"{outcome.reason}: {outcome.message}"

@@ -37,6 +37,9 @@ class DispatcherSettings(DatabaseServiceSettings):
     backoff_base_s: float = Field(default=2.0, gt=0)
     backoff_cap_s: float = Field(default=30.0, gt=0)
     sends_in_flight_per_sender: int = Field(default=32, ge=1)
+    census_interval_s: float = Field(
+        default=5.0, gt=0, description="How often jobs are counted by tenant and state (metrics)"
+    )
     reconcile_interval_s: float = Field(
         default=5.0, gt=0, description="How often a sender's queue is read again from Postgres"
     )

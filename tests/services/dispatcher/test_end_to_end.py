@@ -57,8 +57,10 @@ async def test_an_enqueued_message_reaches_the_customer_through_the_tenants_acco
         workers_target=f"127.0.0.1:{registry.port}",
         twilio_base_url=sandbox.url,
         instance_id="dispatcher-e2e",
+        census_interval_s=0.1,
     )
-    async with dispatcher_service(settings, registry=CollectorRegistry()) as server:
+    metrics = CollectorRegistry()
+    async with dispatcher_service(settings, registry=metrics) as server:
         internal: Any = DispatcherStub(grpc_channels(server.port, DEV_INTERNAL_TOKEN))
         answer = await internal.Enqueue(
             pb.EnqueueRequest(
@@ -74,8 +76,13 @@ async def test_an_enqueued_message_reaches_the_customer_through_the_tenants_acco
             while job.job.state != pb.JOB_STATE_SENT:
                 await asyncio.sleep(0.1)
                 job = await internal.GetJob(request)
+            sent = {"tenant": tenant.id, "state": "sent"}
+            while metrics.get_sample_value("wamesh_dispatch_jobs", sent) != 1.0:  # noqa: ASYNC110 - the census loop sets it
+                await asyncio.sleep(0.1)
 
     [delivered] = await sandbox_messages(sandbox, to=f"whatsapp:{CUSTOMER}")
     assert (delivered["body"], delivered["from"]) == ("Your order is confirmed", SENDER)
     assert job.job.provider_sid == delivered["sid"]
     assert [a.outcome for a in job.job.attempt_history] == ["sent"]
+    assert metrics.get_sample_value("wamesh_dispatch_attempts_total", {"outcome": "sent"}) == 1
+    assert metrics.get_sample_value("wamesh_dispatch_send_seconds_count") == 1
