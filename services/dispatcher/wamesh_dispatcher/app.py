@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from wamesh.conversations.v1 import conversations_pb2_grpc
 from wamesh.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from wamesh.tenants.v1 import tenants_pb2_grpc
 from wamesh.workers.v1 import workers_pb2_grpc
 from wamesh_dispatcher.backoff import Backoff
 from wamesh_dispatcher.metrics import IntakeMetrics, SendMetrics, count_jobs
+from wamesh_dispatcher.records import OutboundRecords
 from wamesh_dispatcher.runner import RunnerDeps
 from wamesh_dispatcher.sending import Sending, TenantAccounts
 from wamesh_dispatcher.servicer import Dispatcher
@@ -32,6 +34,9 @@ from wamesh_kit.tenant_invalidations import InvalidationListener
 REDIS_TIMEOUT_S = 0.5
 GET_TENANT = "/wamesh.tenants.v1.TenantRegistry/GetTenant"
 GET_CREDENTIALS = "/wamesh.tenants.v1.TenantRegistry/GetCredentials"
+# Both idempotent on the job's key: safe for grpc to retry.
+RECORD_OUTBOUND = "/wamesh.conversations.v1.ConversationStore/RecordOutbound"
+UPDATE_OUTBOUND = "/wamesh.conversations.v1.ConversationStore/UpdateOutbound"
 
 
 @asynccontextmanager
@@ -75,9 +80,30 @@ async def dispatcher_service(
             await stop.wait()
             await sessions.close()
             await tenants_channel.close(None)
+            if conversations_channel is not None:
+                await conversations_channel.close(None)
             await workers_channel.close(None)
 
         accounts = TenantAccounts(tenants_stub, settings.rpc_timeout_s)
+        conversations_channel = (
+            make_channel(
+                settings.conversations_target,
+                token=settings.internal_token.get_secret_value(),
+                idempotent_methods=[RECORD_OUTBOUND, UPDATE_OUTBOUND],
+                default_timeout=settings.rpc_timeout_s,
+                tracer_provider=tracer_provider,
+            )
+            if settings.conversations_target
+            else None
+        )
+        records = (
+            OutboundRecords(
+                conversations_pb2_grpc.ConversationStoreStub(conversations_channel),
+                settings.rpc_timeout_s,
+            )
+            if conversations_channel is not None
+            else None
+        )
         send_metrics = SendMetrics(backing.registry)
 
         async def census(stop: asyncio.Event) -> None:
@@ -105,6 +131,7 @@ async def dispatcher_service(
                 reconcile_interval_s=settings.reconcile_interval_s,
                 holds=holds,
                 metrics=send_metrics,
+                records=records,
             )
 
         sending = Sending(settings, runner_deps)

@@ -36,6 +36,7 @@ from wamesh_dispatcher.backoff import Backoff
 from wamesh_dispatcher.bell import bell_stream
 from wamesh_dispatcher.metrics import SendMetrics
 from wamesh_dispatcher.outcomes import Action, Outcome
+from wamesh_dispatcher.records import OutboundRecords
 from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
 from wamesh_dispatcher.twilio_api import Content, Found, Sent, TwilioApi
 
@@ -118,6 +119,8 @@ class RunnerDeps:
     # A sender whose credentials Twilio refused waits this long before trying a job again.
     pause_s: float = 60.0
     metrics: SendMetrics | None = None
+    # The conversation store; None sends without recording (the runner's own tests).
+    records: OutboundRecords | None = None
 
 
 class SenderRunner:
@@ -311,6 +314,19 @@ class SenderRunner:
         started = utcnow()
         api = self._require_api()
         content = _content(job)
+        records = self._deps.records
+        if records is not None and not await records.record(job):
+            # The conversation must show what is sent: wait for the store, without the
+            # attempt counting against the job.
+            wait = timedelta(seconds=self._deps.backoff.delay(1))
+            return Finish(
+                "deferred",
+                "retrying",
+                started,
+                error_message="the conversation store is away",
+                next_attempt_at=utcnow() + wait,
+                refund=True,
+            )
         if was_attempted:
             found = await api.find_sent(
                 to=_whatsapp(job.recipient_number),
@@ -329,6 +345,8 @@ class SenderRunner:
             status_callback=self._deps.status_callback_url,
         )
         if isinstance(result, Sent):
+            if records is not None:
+                await records.attach(job, result.sid)
             return Finish("sent", "sent", started, provider_sid=result.sid)
         return await self._failed(job, started, result)
 

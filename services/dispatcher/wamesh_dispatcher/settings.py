@@ -14,6 +14,10 @@ class DispatcherSettings(DatabaseServiceSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/dispatcher"
     tenants_target: str = "127.0.0.1:50051"
     workers_target: str = "127.0.0.1:50055"
+    conversations_target: str = Field(
+        default="127.0.0.1:50052",
+        description="Where outbound messages are recorded; empty sends without recording",
+    )
     rpc_timeout_s: float = Field(default=2.0, gt=0)
     send: bool = Field(
         default=True,

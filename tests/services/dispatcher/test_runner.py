@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from tests.services.dispatcher.dispatcher_testkit import add_fault, sandbox_messages
 from tests.services.dispatcher.runner_testkit import (
     Harness,
+    bodies_to,
     engine,
     harness,
     recipient,
@@ -19,6 +20,10 @@ from tests.services.dispatcher.runner_testkit import (
     running,
     whatsapp,
 )
+from wamesh.conversations.v1.conversations_pb2_grpc import ConversationStoreStub
+from wamesh_dispatcher.records import OutboundRecords
+from wamesh_kit.rpc.client import make_channel
+from wamesh_kit.settings import DEV_INTERNAL_TOKEN
 
 __all__ = ["engine", "harness", "redis", "runner_dsn"]
 
@@ -134,3 +139,21 @@ async def test_a_runner_whose_sender_was_taken_over_stops_sending(harness: Harne
         m["body"] for m in await sandbox_messages(harness.sandbox, to=f"whatsapp:{recipient(17)}")
     ]
     assert bodies == ["before"]
+
+
+async def test_nothing_is_sent_while_the_conversation_store_cannot_record_it(
+    harness: Harness,
+) -> None:
+    # Nothing listens on port 1: every RecordOutbound fails as an outage does.
+    async with make_channel("127.0.0.1:1", token=DEV_INTERNAL_TOKEN) as channel:
+        records = OutboundRecords(ConversationStoreStub(channel), timeout_s=0.5)
+        async with running(harness, records=records):
+            rows = await harness.enqueue((recipient(18), "not yet"))
+            async with asyncio.timeout(30):
+                while len((await harness.store.job(harness.tenant, job_id=rows[0].id))[1]) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+
+    job, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    assert {a.outcome for a in history} == {"deferred"}
+    assert (job.state, job.attempts) == ("retrying", 0)
+    assert await bodies_to(harness, 18) == []
