@@ -80,6 +80,7 @@ class SessionWorker:
         self._channel = make_channel(target, token=token)
         self._stub: Any = workers_pb2_grpc.WorkerRegistryStub(self._channel)
         self.worker_id = ""
+        self.instance_id = spec.instance_id
         self._held: dict[str, int] = {}
         # Being stopped: still listed in heartbeats until on_revoked has returned.
         self._stopping: dict[str, int] = {}

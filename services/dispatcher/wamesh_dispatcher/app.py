@@ -15,6 +15,7 @@ from wamesh.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from wamesh.tenants.v1 import tenants_pb2_grpc
 from wamesh.workers.v1 import workers_pb2_grpc
 from wamesh_dispatcher.backoff import Backoff
+from wamesh_dispatcher.late_failures import LateFailures
 from wamesh_dispatcher.metrics import IntakeMetrics, SendMetrics, count_jobs
 from wamesh_dispatcher.records import OutboundRecords
 from wamesh_dispatcher.runner import RunnerDeps
@@ -105,6 +106,11 @@ async def dispatcher_service(
             else None
         )
         send_metrics = SendMetrics(backing.registry)
+        backoff = Backoff(
+            base_s=settings.backoff_base_s,
+            cap_s=settings.backoff_cap_s,
+            attempts=settings.max_attempts,
+        )
 
         async def census(stop: asyncio.Event) -> None:
             await count_jobs(store, send_metrics, stop, settings.census_interval_s)
@@ -121,16 +127,13 @@ async def dispatcher_service(
                     base_url=settings.twilio_base_url or None,
                     timeout_s=settings.twilio_timeout_s,
                 ),
-                backoff=Backoff(
-                    base_s=settings.backoff_base_s,
-                    cap_s=settings.backoff_cap_s,
-                    attempts=settings.max_attempts,
-                ),
+                backoff=backoff,
                 status_callback_url=settings.status_callback_url,
                 sends_in_flight=settings.sends_in_flight_per_sender,
                 reconcile_interval_s=settings.reconcile_interval_s,
                 holds=holds,
                 metrics=send_metrics,
+                lookup_back_s=settings.twilio_timeout_s,
                 records=records,
             )
 
@@ -143,9 +146,15 @@ async def dispatcher_service(
             ):
                 await sending.run(stop)
 
+        late = LateFailures(store, backing.redis, backoff)
+
+        async def settle_late_failures(stop: asyncio.Event) -> None:
+            await late.consumer(sending.worker.instance_id).run(stop)
+
         loops: dict[str, BackgroundLoop] = {"clients": clients, "census": census}
         if settings.send:
             loops["send"] = send
+            loops["late-failures"] = settle_late_failures
         return Wiring(
             [
                 Service(

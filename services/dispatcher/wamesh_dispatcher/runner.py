@@ -38,7 +38,7 @@ from wamesh_dispatcher.metrics import SendMetrics
 from wamesh_dispatcher.outcomes import Action, Outcome
 from wamesh_dispatcher.records import OutboundRecords
 from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
-from wamesh_dispatcher.twilio_api import Content, Found, Sent, TwilioApi
+from wamesh_dispatcher.twilio_api import Content, Sent, TwilioApi
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ class SenderLimits:
 class Account:
     account_sid: str
     auth_token: str
+
+
+@dataclass(frozen=True)
+class Doubt:
+    since: datetime | None
+    known: frozenset[str]
 
 
 class TokenBucket:
@@ -119,6 +125,9 @@ class RunnerDeps:
     # A sender whose credentials Twilio refused waits this long before trying a job again.
     pause_s: float = 60.0
     metrics: SendMetrics | None = None
+    # How far back before a job's last change a doubtful create may have been made: the
+    # Twilio call's own timeout.
+    lookup_back_s: float = 15.0
     # The conversation store; None sends without recording (the runner's own tests).
     records: OutboundRecords | None = None
 
@@ -292,9 +301,7 @@ class SenderRunner:
                 self._reconcile_now = True  # done meanwhile, or an older job is still due
                 self._drop(job)
                 return
-            finish = await self._attempt(
-                begun, was_attempted=job.attempts > 0 or job.state == "sending"
-            )
+            finish = await self._attempt(begun, await self._doubt(job))
             await self._deps.store.finish_attempt(begun, self.epoch, finish, utcnow())
             self._count(finish)
             self._after(begun, finish)
@@ -310,7 +317,22 @@ class SenderRunner:
             self._next_ok[recipient] = time.monotonic() + self._interval_s
             self._wake.set()
 
-    async def _attempt(self, job: JobRow, *, was_attempted: bool) -> Finish:
+    async def _doubt(self, job: JobRow) -> Doubt:
+        """What earlier attempts leave in doubt. ``since`` is set when one may have made the
+        job's message unknown to us (a dead replica left it SENDING, or a create went
+        unanswered and its lookup failed): look there first. ``known`` are the SIDs the
+        job had already, never to be taken for a new one (after a late failure the job's
+        first message is still at Twilio)."""
+        if job.state != "sending" and job.attempts == 0:
+            return Doubt(None, frozenset())
+        last, known = await self._deps.store.attempt_facts(job.id)
+        if job.state != "sending" and last != "ambiguous":
+            return Doubt(None, frozenset(known))
+        # The create began at most one Twilio timeout before the job last changed.
+        since = job.updated_at - timedelta(seconds=self._deps.lookup_back_s) - LOOKUP_SLACK
+        return Doubt(since, frozenset(known))
+
+    async def _attempt(self, job: JobRow, doubt: Doubt) -> Finish:
         started = utcnow()
         api = self._require_api()
         content = _content(job)
@@ -327,15 +349,10 @@ class SenderRunner:
                 next_attempt_at=utcnow() + wait,
                 refund=True,
             )
-        if was_attempted:
-            found = await api.find_sent(
-                to=_whatsapp(job.recipient_number),
-                from_=_whatsapp(job.sender_number),
-                since=job.created_at - LOOKUP_SLACK,
-                content=content,
-            )
-            if isinstance(found, Found) and found.sids:
-                return Finish("found", "sent", started, provider_sid=found.sids[-1])
+        if doubt.since is not None:
+            found = await self._find(job, doubt.since, doubt.known)
+            if isinstance(found, str):
+                return Finish("found", "sent", started, provider_sid=found)
             if isinstance(found, Outcome):
                 return self._retry_or_dead(job, started, found, "ambiguous")
         result = await api.create(
@@ -348,23 +365,36 @@ class SenderRunner:
             if records is not None:
                 await records.attach(job, result.sid)
             return Finish("sent", "sent", started, provider_sid=result.sid)
-        return await self._failed(job, started, result)
+        return await self._failed(job, started, result, doubt.known)
 
-    async def _failed(self, job: JobRow, started: datetime, outcome: Outcome) -> Finish:
+    async def _find(
+        self, job: JobRow, since: datetime, known: frozenset[str]
+    ) -> str | Outcome | None:
+        """The SID of a message Twilio made for ``job`` since ``since`` (not one of
+        ``known``), None if there is none, or the lookup's own failure."""
+        found = await self._require_api().find_sent(
+            to=_whatsapp(job.recipient_number),
+            from_=_whatsapp(job.sender_number),
+            since=since,
+            content=_content(job),
+        )
+        if isinstance(found, Outcome):
+            return found
+        sids = [sid for sid in found.sids if sid not in known]
+        return sids[-1] if sids else None
+
+    async def _failed(
+        self, job: JobRow, started: datetime, outcome: Outcome, known: frozenset[str]
+    ) -> Finish:
         code = outcome.code or 0
         if outcome.action is Action.AMBIGUOUS:
-            found = await self._require_api().find_sent(
-                to=_whatsapp(job.recipient_number),
-                from_=_whatsapp(job.sender_number),
-                since=started - LOOKUP_SLACK,
-                content=_content(job),
-            )
-            if isinstance(found, Found) and found.sids:
-                return Finish("found", "sent", started, provider_sid=found.sids[-1])
+            found = await self._find(job, started - LOOKUP_SLACK, known)
+            if isinstance(found, str):
+                return Finish("found", "sent", started, provider_sid=found)
             # Not there: it never reached Twilio, a plain retry. The lookup failing is the
             # one case nobody can know: "ambiguous", and the next attempt looks again.
             return self._retry_or_dead(
-                job, started, outcome, "retry" if isinstance(found, Found) else "ambiguous"
+                job, started, outcome, "ambiguous" if isinstance(found, Outcome) else "retry"
             )
         if outcome.action is Action.RETRY:
             if code in RATE_LIMITED_CODES or outcome.reason == "too many requests":

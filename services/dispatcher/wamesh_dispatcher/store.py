@@ -308,6 +308,19 @@ class JobStore:
             )
         return [_job(row) for row in rows]
 
+    async def attempt_facts(self, job_id: str) -> tuple[str, list[str]]:
+        """The job's last attempt's outcome ('' if none) and every MessageSid it has had."""
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(attempts.c.outcome, attempts.c.provider_sid)
+                    .where(attempts.c.job_id == job_id)
+                    .order_by(attempts.c.number)
+                )
+            ).all()
+        last = rows[-1].outcome if rows else ""
+        return last, [row.provider_sid for row in rows if row.provider_sid]
+
     async def begin_attempt(self, job: JobRow, epoch: int, now: datetime) -> JobRow | None:
         """Mark ``job`` SENDING for its next attempt; None if it is no longer to be started
         (done meanwhile) or an older job of its recipient is still to be sent. A job left
@@ -395,6 +408,81 @@ class JobStore:
                     epoch=epoch,
                 )
             )
+
+    async def late_failure(
+        self,
+        tenant_id: str,
+        idempotency_key: str,
+        provider_sid: str,
+        finish: Finish,
+        now: datetime,
+    ) -> JobRow | None:
+        """Settle a SENT job that Twilio failed after accepting it (a status callback), as
+        ``finish`` says (a closed window with no fallback template fails); None when the
+        job is not SENT with that SID (a repeated event, or one settled already). The
+        attempt history gets a line of its own."""
+        async with self._engine.begin() as conn:
+            found = (
+                (
+                    await conn.execute(
+                        sa.select(jobs)
+                        .where(
+                            jobs.c.tenant_id == tenant_id,
+                            jobs.c.idempotency_key == idempotency_key,
+                            jobs.c.state == "sent",
+                            jobs.c.provider_sid == provider_sid,
+                        )
+                        .with_for_update()
+                    )
+                )
+                .mappings()
+                .one_or_none()
+            )
+            if found is None:
+                return None
+            job = _job(found)
+            state = finish.state
+            values: dict[str, Any] = {}
+            if finish.use_fallback:
+                if job.fallback_template is None or job.template is not None:
+                    state = "failed"
+                else:
+                    values.update(template=_raw_template(job.fallback_template), body="", media=[])
+            values.update(
+                state=state,
+                updated_at=now,
+                last_error_code=finish.error_code,
+                last_error_message=finish.error_message,
+                next_attempt_at=finish.next_attempt_at if state in STARTABLE else None,
+                # A job sent again makes a message of its own.
+                provider_sid=None if state in STARTABLE else provider_sid,
+                dead_at=now if state == "dead" else None,
+            )
+            row = (
+                (
+                    await conn.execute(
+                        jobs.update().where(jobs.c.id == job.id).values(**values).returning(*jobs.c)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            await conn.execute(
+                attempts.insert().values(
+                    job_id=job.id,
+                    number=sa.select(sa.func.coalesce(sa.func.max(attempts.c.number), 0) + 1)
+                    .where(attempts.c.job_id == job.id)
+                    .scalar_subquery(),
+                    started_at=finish.started_at,
+                    finished_at=now,
+                    outcome=finish.outcome,
+                    error_code=finish.error_code,
+                    error_message=finish.error_message,
+                    provider_sid=provider_sid,
+                    epoch=0,
+                )
+            )
+        return _job(row)
 
     # -- what admins see and do ----------------------------------------------------------------
 
