@@ -138,6 +138,7 @@ async def dispatcher_service(
             )
 
         sending = Sending(settings, runner_deps)
+        accounts.on_forget(sending.credentials_changed)
 
         async def send(stop: asyncio.Event) -> None:
             # A rotated token or changed limits reach the runners at once.

@@ -150,6 +150,10 @@ class SenderRunner:
         self._bucket = TokenBucket(1.0)
         self._interval_s = 2.0
         self._api: TwilioApi | None = None
+        # Every client opened (one per credentials seen), closed when the runner ends: a
+        # send in flight keeps the one it started with.
+        self._apis: contextlib.AsyncExitStack | None = None
+        self._credentials_changed = False
 
     # -- life --------------------------------------------------------------------------------
 
@@ -164,8 +168,11 @@ class SenderRunner:
             # or the other.
             tail = await self._stream_tail()
             self._merge(await self._unfinished())
-            async with self._deps.open_api(await self._deps.account(self.tenant_id)) as api:
-                self._api = api
+            async with contextlib.AsyncExitStack() as apis:
+                self._apis = apis
+                self._api = await apis.enter_async_context(
+                    self._deps.open_api(await self._deps.account(self.tenant_id))
+                )
                 listening = asyncio.create_task(self._listen(tail))
                 try:
                     await self._loop()
@@ -183,6 +190,20 @@ class SenderRunner:
             log.warning("stopped sending: %s", fenced)
         finally:
             self.stopped = True
+
+    def credentials_changed(self) -> None:
+        """The tenant's credentials changed: the next send uses the new ones, and a sender
+        paused for refused credentials tries again at once."""
+        self._credentials_changed = True
+        self._paused_until = 0.0
+        self._wake.set()
+
+    async def _current_api(self) -> TwilioApi:
+        if self._credentials_changed and self._apis is not None:
+            self._credentials_changed = False
+            account = await self._deps.account(self.tenant_id)
+            self._api = await self._apis.enter_async_context(self._deps.open_api(account))
+        return self._require_api()
 
     def stop(self) -> None:
         self._stopping = True
@@ -334,7 +355,7 @@ class SenderRunner:
 
     async def _attempt(self, job: JobRow, doubt: Doubt) -> Finish:
         started = utcnow()
-        api = self._require_api()
+        api = await self._current_api()
         content = _content(job)
         records = self._deps.records
         if records is not None and not await records.record(job):

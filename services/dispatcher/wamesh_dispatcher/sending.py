@@ -53,6 +53,7 @@ class TenantAccounts:
         self._clock = clock
         self._accounts: dict[str, tuple[float, Account]] = {}
         self._limits: dict[str, tuple[float, SenderLimits]] = {}
+        self._listeners: list[Callable[[str], None]] = []
 
     async def account(self, tenant_id: str) -> Account:
         cached = self._accounts.get(tenant_id)
@@ -88,10 +89,18 @@ class TenantAccounts:
     def forget(self, invalidation: TenantInvalidation) -> None:
         self._accounts.pop(invalidation.tenant_id, None)
         self._limits.pop(invalidation.tenant_id, None)
+        for listener in self._listeners:
+            listener(invalidation.tenant_id)
 
     def forget_all(self) -> None:
         self._accounts.clear()
         self._limits.clear()
+        for listener in self._listeners:
+            listener("")
+
+    def on_forget(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with the tenant whose credentials were dropped ('' for all)."""
+        self._listeners.append(listener)
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
@@ -152,6 +161,12 @@ class Sending:
         runner.stop()
         await asyncio.gather(task, return_exceptions=True)
         log.info("stopped sending for %s", session_id)
+
+    def credentials_changed(self, tenant_id: str) -> None:
+        """Tell the tenant's runners ('' : every runner) to use its credentials afresh."""
+        for runner, _ in self._runners.values():
+            if tenant_id in ("", runner.tenant_id):
+                runner.credentials_changed()
 
     def _load(self) -> float:
         return min(1.0, len(self._runners) / self._settings.worker_capacity)

@@ -20,8 +20,10 @@ from tests.services.dispatcher.runner_testkit import (
     running,
     whatsapp,
 )
+from tests.tools.sandbox.sandbox_testkit import ACCOUNT
 from wamesh.conversations.v1.conversations_pb2_grpc import ConversationStoreStub
 from wamesh_dispatcher.records import OutboundRecords
+from wamesh_dispatcher.runner import Account
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.settings import DEV_INTERNAL_TOKEN
 
@@ -157,3 +159,23 @@ async def test_nothing_is_sent_while_the_conversation_store_cannot_record_it(
     assert {a.outcome for a in history} == {"deferred"}
     assert (job.state, job.attempts) == ("retrying", 0)
     assert await bodies_to(harness, 18) == []
+
+
+async def test_new_credentials_resume_a_paused_sender_at_once(harness: Harness) -> None:
+    token = ["not-the-token"]
+
+    async def account(_: str) -> Account:
+        return Account(ACCOUNT.sid, token[0])
+
+    # Paused far longer than the test may wait: only the credentials' change can resume it.
+    async with running(harness, account=account, pause_s=600.0) as runner:
+        rows = await harness.enqueue((recipient(19), "with the right token"))
+        async with asyncio.timeout(30):
+            while not (await harness.store.job(harness.tenant, job_id=rows[0].id))[1]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        token[0] = ACCOUNT.auth_token
+        runner.credentials_changed()
+        await harness.until(rows, lambda s: s == "sent")
+
+    _, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    assert [(a.outcome, a.error_code) for a in history] == [("paused", 20003), ("sent", 0)]
