@@ -287,7 +287,7 @@ class SenderRunner:
                 waits.append(due_in)
             else:
                 ready.append(head)
-        for job in self._in_turn(ready):
+        for job in in_turn(ready, self._starts):
             if len(self._sends) >= self._deps.sends_in_flight:
                 break
             if not self._bucket.take():
@@ -295,22 +295,12 @@ class SenderRunner:
                 if self._deps.metrics is not None:
                     self._deps.metrics.rate_waits.inc()
                 break
+            self._starts += 1
             self._busy.add(job.recipient_number)
             task = asyncio.create_task(self._send(job))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
         return min(waits)
-
-    def _in_turn(self, ready: list[JobRow]) -> list[JobRow]:
-        """Interactive first, oldest first; every BULK_SHARE-th start a bulk job."""
-        interactive = sorted((j for j in ready if j.priority != "bulk"), key=lambda j: j.seq)
-        bulk = sorted((j for j in ready if j.priority == "bulk"), key=lambda j: j.seq)
-        ordered: list[JobRow] = []
-        while interactive or bulk:
-            self._starts += 1
-            take_bulk = bulk and (not interactive or self._starts % BULK_SHARE == 0)
-            ordered.append(bulk.pop(0) if take_bulk else interactive.pop(0))
-        return ordered
 
     # -- one send ----------------------------------------------------------------------------
 
@@ -483,6 +473,19 @@ class SenderRunner:
         if self._api is None:
             raise RuntimeError("the runner sends only inside run()")
         return self._api
+
+
+def in_turn(ready: list[JobRow], starts: int) -> list[JobRow]:
+    """The order to start ``ready`` jobs in, after ``starts`` earlier starts: interactive
+    first, oldest first, and every BULK_SHARE-th start a waiting bulk job."""
+    interactive = sorted((j for j in ready if j.priority != "bulk"), key=lambda j: j.seq)
+    bulk = sorted((j for j in ready if j.priority == "bulk"), key=lambda j: j.seq)
+    ordered: list[JobRow] = []
+    while interactive or bulk:
+        starts += 1
+        take_bulk = bulk and (not interactive or starts % BULK_SHARE == 0)
+        ordered.append(bulk.pop(0) if take_bulk else interactive.pop(0))
+    return ordered
 
 
 def _text(value: bytes | str) -> str:
