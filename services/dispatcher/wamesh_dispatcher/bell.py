@@ -1,5 +1,7 @@
-"""The doorbell: after a job commits, its id is appended to its sender's stream, and the
-replica that sends for that sender reads the stream to learn of it at once.
+"""The doorbell: after a job commits, an ``OutboundJobEvent`` naming it (with the caller's
+trace context, so one trace follows the message from Enqueue to Twilio) is appended to its
+sender's stream, and the replica that sends for that sender reads the stream to learn of it
+at once.
 
 Postgres is the queue's truth; the stream only makes new work known without polling. An
 entry Redis loses (a flush, a restart without persistence) costs latency, not the job: the
@@ -9,9 +11,12 @@ sending replica reads its senders' unfinished jobs from Postgres again every
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
+
+from wamesh.events.v1.events_pb2 import OutboundJobEvent
+from wamesh_kit.streams import FIELD_PAYLOAD, encode_entry
 
 # Entries are read within moments of their append; a long stream is only memory.
 STREAM_MAX_LEN = 10_000
@@ -37,13 +42,21 @@ def bell_stream(tenant_id: str, sender_number: str) -> str:
 async def ring(
     redis: aioredis.Redis, tenant_id: str, sender_number: str, job_ids: Sequence[str]
 ) -> None:
-    """Append each job id to its sender's stream (one round trip)."""
+    """Append an entry per job to its sender's stream (one round trip)."""
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
+            event = OutboundJobEvent(
+                job_id=job_id, tenant_id=tenant_id, sender_number=sender_number
+            )
             pipe.xadd(
                 bell_stream(tenant_id, sender_number),
-                {b"job": job_id.encode()},
+                encode_entry(event),  # type: ignore[arg-type]  # redis-py types fields narrowly
                 maxlen=STREAM_MAX_LEN,
                 approximate=True,
             )
         await pipe.execute()
+
+
+def job_id_of(fields: Mapping[bytes, bytes]) -> str:
+    """The job an entry of a sender's stream names."""
+    return OutboundJobEvent.FromString(fields[FIELD_PAYLOAD]).job_id

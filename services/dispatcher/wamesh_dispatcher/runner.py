@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from wamesh_dispatcher.backoff import Backoff
-from wamesh_dispatcher.bell import bell_stream
+from wamesh_dispatcher.bell import bell_stream, job_id_of
 from wamesh_dispatcher.metrics import SendMetrics
 from wamesh_dispatcher.outcomes import Action, Outcome
 from wamesh_dispatcher.records import OutboundRecords
@@ -265,7 +265,7 @@ class SenderRunner:
                 continue
             for _name, entries in answer or []:
                 last = _text(entries[-1][0])
-                ids = [_text(fields[b"job"]) for _id, fields in entries]
+                ids = [job_id_of(fields) for _id, fields in entries]
                 if any(job_id not in self._known for job_id in ids):
                     self._merge(await self._deps.store.by_ids(ids))
 

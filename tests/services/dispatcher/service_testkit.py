@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from tests.services.tenants.tenants_testkit import create_tenant, unique_number
 from wamesh.dispatch.v1 import dispatch_pb2 as pb
 from wamesh.tenants.v1 import tenants_pb2
-from wamesh_dispatcher.bell import bell_stream
+from wamesh_dispatcher.bell import bell_stream, job_id_of
 from wamesh_dispatcher.settings import DispatcherSettings
 from wamesh_kit.db import make_engine
 from wamesh_kit.rpc.auth import mint_tenant_token
@@ -65,7 +65,7 @@ def tenant_token(tenant_id: str) -> str:
 async def rung(redis_client: aioredis.Redis, tenant_id: str, sender: str) -> list[str]:
     """The job ids on the sender's stream, oldest first."""
     entries: Any = await redis_client.xrange(bell_stream(tenant_id, sender))
-    return [fields[b"job"].decode() for _, fields in entries]
+    return [job_id_of(fields) for _, fields in entries]
 
 
 async def kill_jobs(
