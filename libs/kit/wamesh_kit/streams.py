@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from redis.exceptions import ResponseError
 
@@ -77,6 +78,14 @@ def encode_entry(message: Message) -> dict[bytes, bytes]:
         if name in carrier:
             fields[name.encode()] = carrier[name].encode()
     return fields
+
+
+def entry_context(fields: Mapping[bytes, bytes]) -> Context:
+    """The trace context the entry's producer wrote into it (empty when it wrote none)."""
+    carrier = {
+        name: as_text(fields[name.encode()]) for name in _TRACE_FIELDS if name.encode() in fields
+    }
+    return propagate.extract(carrier)
 
 
 def _messaging_attributes(stream: str) -> dict[str, str]:
@@ -252,14 +261,9 @@ class StreamConsumer(Generic[M]):
 
     async def _handle(self, entry_id: str, fields: Mapping[bytes, bytes], deliveries: int) -> bool:
         """True when handled (ack with the batch); False when left pending or dead-lettered."""
-        carrier = {
-            name: as_text(fields[name.encode()])
-            for name in _TRACE_FIELDS
-            if name.encode() in fields
-        }
         with self._tracer.start_as_current_span(
             f"{self.stream} process",
-            context=propagate.extract(carrier),
+            context=entry_context(fields),
             kind=SpanKind.CONSUMER,
             attributes={
                 **_messaging_attributes(self.stream),

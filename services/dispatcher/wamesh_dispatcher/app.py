@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -134,6 +135,7 @@ async def dispatcher_service(
                 holds=holds,
                 metrics=send_metrics,
                 lookup_back_s=settings.twilio_timeout_s,
+                tracer=trace.get_tracer(__name__, tracer_provider=tracer_provider),
                 records=records,
             )
 

@@ -25,11 +25,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from wamesh_dispatcher.backoff import Backoff
@@ -39,6 +42,7 @@ from wamesh_dispatcher.outcomes import Action, Outcome
 from wamesh_dispatcher.records import OutboundRecords
 from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
 from wamesh_dispatcher.twilio_api import Content, Sent, TwilioApi
+from wamesh_kit.streams import entry_context
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,7 @@ class RunnerDeps:
     # How far back before a job's last change a doubtful create may have been made: the
     # Twilio call's own timeout.
     lookup_back_s: float = 15.0
+    tracer: trace.Tracer = field(default_factory=lambda: trace.get_tracer(__name__))
     # The conversation store; None sends without recording (the runner's own tests).
     records: OutboundRecords | None = None
 
@@ -144,6 +149,8 @@ class SenderRunner:
         self._wake = asyncio.Event()
         self._stopping = False
         self.stopped = False
+        # Set once the queue is read and the stream is listened to.
+        self.ready = asyncio.Event()
         self._paused_until = 0.0
         self._starts = 0
         self._reconcile_now = False
@@ -154,6 +161,8 @@ class SenderRunner:
         # send in flight keeps the one it started with.
         self._apis: contextlib.AsyncExitStack | None = None
         self._credentials_changed = False
+        # The trace each job's Enqueue started, from its stream entry: its send continues it.
+        self._contexts: dict[str, Context] = {}
 
     # -- life --------------------------------------------------------------------------------
 
@@ -174,6 +183,7 @@ class SenderRunner:
                     self._deps.open_api(await self._deps.account(self.tenant_id))
                 )
                 listening = asyncio.create_task(self._listen(tail))
+                self.ready.set()
                 try:
                     await self._loop()
                 finally:
@@ -265,7 +275,10 @@ class SenderRunner:
                 continue
             for _name, entries in answer or []:
                 last = _text(entries[-1][0])
-                ids = [job_id_of(fields) for _id, fields in entries]
+                ids = []
+                for _id, fields in entries:
+                    ids.append(job_id_of(fields))
+                    self._contexts[ids[-1]] = entry_context(fields)
                 if any(job_id not in self._known for job_id in ids):
                     self._merge(await self._deps.store.by_ids(ids))
 
@@ -305,6 +318,15 @@ class SenderRunner:
     # -- one send ----------------------------------------------------------------------------
 
     async def _send(self, job: JobRow) -> None:
+        with self._deps.tracer.start_as_current_span(
+            "dispatch send",
+            context=self._contexts.pop(job.id, None),
+            kind=SpanKind.CLIENT,
+            attributes={"wamesh.tenant.id": job.tenant_id, "wamesh.job.id": job.id},
+        ):
+            await self._send_traced(job)
+
+    async def _send_traced(self, job: JobRow) -> None:
         recipient = job.recipient_number
         try:
             begun = await self._deps.store.begin_attempt(job, self.epoch, utcnow())

@@ -8,6 +8,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from tests.services.dispatcher.dispatcher_testkit import add_fault, sandbox_messages
 from tests.services.dispatcher.runner_testkit import (
     Harness,
@@ -179,3 +183,23 @@ async def test_new_credentials_resume_a_paused_sender_at_once(harness: Harness) 
 
     _, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
     assert [(a.outcome, a.error_code) for a in history] == [("paused", 20003), ("sent", 0)]
+
+
+async def test_a_send_continues_the_trace_its_enqueue_started(harness: Harness) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    # Only the stream may bring the job (not a read of Postgres), so it brings the context.
+    async with running(harness, tracer=tracer, reconcile_interval_s=60.0) as runner:
+        await runner.ready.wait()
+        with tracer.start_as_current_span("enqueue") as enqueue:
+            rows = await harness.enqueue((recipient(20), "traced"))
+        await harness.until(rows, lambda s: s == "sent")
+
+    [send] = [span for span in exporter.get_finished_spans() if span.name == "dispatch send"]
+    assert send.context is not None
+    assert send.parent is not None
+    assert send.context.trace_id == enqueue.get_span_context().trace_id
+    assert send.parent.span_id == enqueue.get_span_context().span_id
+    assert send.attributes == {"wamesh.tenant.id": harness.tenant, "wamesh.job.id": rows[0].id}
