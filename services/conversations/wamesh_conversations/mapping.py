@@ -8,24 +8,13 @@ merges into one message.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-
-
-def timestamp(value: datetime) -> Timestamp:
-    """``Timestamp.FromDatetime`` by timedelta arithmetic (a naive value is UTC, as there):
-    protobuf's goes through ``calendar.timegm``, which costs more, and this runs several
-    times a row."""
-    since = value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)
-    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
+from wamesh_kit.timestamps import timestamp
 
 
 def message_of(row: sa.RowMapping) -> pb.Message:

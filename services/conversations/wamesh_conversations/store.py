@@ -36,13 +36,13 @@ from wamesh_conversations.mapping import (
     message_from,
     message_of,
     outbound_content,
-    timestamp,
 )
 from wamesh_conversations.schema import conversations, messages, outbox, pending_statuses
 from wamesh_conversations.validation import Participants
 from wamesh_kit.errors import AlreadyExists, FailedPrecondition, NotFound
 from wamesh_kit.keys import stream_key
 from wamesh_kit.streams import FIELD_PAYLOAD, FIELD_TYPE, encode_entry
+from wamesh_kit.timestamps import timestamp
 
 __all__ = [
     "INBOUND_STREAM",

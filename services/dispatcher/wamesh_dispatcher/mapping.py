@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from wamesh.common.v1 import content_pb2
 from wamesh.dispatch.v1 import dispatch_pb2 as pb
 from wamesh_dispatcher.store import AttemptRow, JobRow, SenderStats, Template
+from wamesh_kit.timestamps import optional_timestamp as timestamp
 
 JOB_STATES = {
     "queued": pb.JOB_STATE_QUEUED,
@@ -20,14 +18,6 @@ JOB_STATES = {
     "dead": pb.JOB_STATE_DEAD,
 }
 PRIORITIES = {"interactive": pb.PRIORITY_INTERACTIVE, "bulk": pb.PRIORITY_BULK}
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def template_message(template: Template | None) -> content_pb2.ContentTemplate | None:

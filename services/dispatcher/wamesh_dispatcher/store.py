@@ -390,24 +390,7 @@ class JobStore:
             if updated is None:
                 await _check_held(conn, job, epoch)
                 return
-            # Numbered by history, not by the job's count: a refunded or dead-letter-retried
-            # job keeps counting up.
-            number = sa.select(sa.func.coalesce(sa.func.max(attempts.c.number), 0) + 1).where(
-                attempts.c.job_id == job.id
-            )
-            await conn.execute(
-                attempts.insert().values(
-                    job_id=job.id,
-                    number=number.scalar_subquery(),
-                    started_at=finish.started_at,
-                    finished_at=now,
-                    outcome=finish.outcome,
-                    error_code=finish.error_code,
-                    error_message=finish.error_message,
-                    provider_sid=finish.provider_sid,
-                    epoch=epoch,
-                )
-            )
+            await _record_attempt(conn, job.id, finish, finish.provider_sid, epoch, now)
 
     async def late_failure(
         self,
@@ -467,21 +450,8 @@ class JobStore:
                 .mappings()
                 .one()
             )
-            await conn.execute(
-                attempts.insert().values(
-                    job_id=job.id,
-                    number=sa.select(sa.func.coalesce(sa.func.max(attempts.c.number), 0) + 1)
-                    .where(attempts.c.job_id == job.id)
-                    .scalar_subquery(),
-                    started_at=finish.started_at,
-                    finished_at=now,
-                    outcome=finish.outcome,
-                    error_code=finish.error_code,
-                    error_message=finish.error_message,
-                    provider_sid=provider_sid,
-                    epoch=0,
-                )
-            )
+            # Epoch 0: no sending replica made this change; Twilio's callback did.
+            await _record_attempt(conn, job.id, finish, provider_sid, 0, now)
         return _job(row)
 
     # -- what admins see and do ----------------------------------------------------------------
@@ -627,6 +597,34 @@ async def _by_keys(
         .all()
     )
     return {(row["tenant_id"], row["idempotency_key"]): _job(row) for row in rows}
+
+
+async def _record_attempt(
+    conn: AsyncConnection,
+    job_id: str,
+    finish: Finish,
+    provider_sid: str | None,
+    epoch: int,
+    now: datetime,
+) -> None:
+    # Numbered by history, not by the job's count: a refunded or dead-letter-retried job
+    # keeps counting up.
+    number = sa.select(sa.func.coalesce(sa.func.max(attempts.c.number), 0) + 1).where(
+        attempts.c.job_id == job_id
+    )
+    await conn.execute(
+        attempts.insert().values(
+            job_id=job_id,
+            number=number.scalar_subquery(),
+            started_at=finish.started_at,
+            finished_at=now,
+            outcome=finish.outcome,
+            error_code=finish.error_code,
+            error_message=finish.error_message,
+            provider_sid=provider_sid,
+            epoch=epoch,
+        )
+    )
 
 
 async def _check_held(conn: AsyncConnection, job: JobRow, epoch: int) -> None:

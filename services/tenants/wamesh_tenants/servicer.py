@@ -20,6 +20,7 @@ from wamesh_kit.numbers import normalize_number
 from wamesh_kit.paging import PageTokens
 from wamesh_kit.rpc.auth import Access, requires
 from wamesh_kit.telemetry import tag_tenant
+from wamesh_kit.timestamps import timestamp
 from wamesh_tenants import validation
 from wamesh_tenants.crypto import CredentialCipher
 from wamesh_tenants.routes import RouteCache
@@ -28,7 +29,6 @@ from wamesh_tenants.store import (
     SealedCredentials,
     TenantFields,
     TenantStore,
-    timestamp,
     to_json,
 )
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf import json_format
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from wamesh.tenants.v1 import tenants_pb2 as pb
 from wamesh_kit.errors import AlreadyExists, FailedPrecondition, NotFound
+from wamesh_kit.timestamps import timestamp
 from wamesh_tenants.crypto import Sealed
 from wamesh_tenants.schema import credentials, sender_numbers, tenants
 
@@ -443,9 +443,3 @@ def _sealed_from_row(row: sa.RowMapping) -> SealedCredentials:
         api_key_secret=Sealed(key_id, bytes(secret)) if secret is not None else None,
         updated_at=row["updated_at"],
     )
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp

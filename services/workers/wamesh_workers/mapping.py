@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from wamesh.workers.v1 import workers_pb2 as pb
+from wamesh_kit.timestamps import optional_timestamp as timestamp
 from wamesh_workers.store import SessionRow, WorkerRow
 
 WORKER_STATES = {
@@ -40,14 +38,6 @@ SESSION_STATUSES = {
     "logged_out": pb.SESSION_STATUS_LOGGED_OUT,
 }
 STATUS_NAMES = {value: name for name, value in SESSION_STATUSES.items()}
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def worker_message(worker: WorkerRow) -> pb.Worker:

@@ -18,6 +18,7 @@ from wamesh_kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from wamesh_kit.paging import PageTokens
 from wamesh_kit.rpc.auth import Access, current_principal, require_tenant_access, requires
 from wamesh_kit.telemetry import tag_tenant
+from wamesh_kit.timestamps import optional_timestamp as timestamp
 from wamesh_workers import validation
 from wamesh_workers.announcer import Announcer, assignments_channel, raw_reply
 from wamesh_workers.mapping import (
@@ -25,7 +26,6 @@ from wamesh_workers.mapping import (
     STATUS_NAMES,
     event_message,
     session_message,
-    timestamp,
     worker_message,
 )
 from wamesh_workers.metrics import RegistryMetrics
