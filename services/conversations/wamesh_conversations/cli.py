@@ -11,15 +11,13 @@ from typing import Annotated, Any
 
 import grpc.aio
 import typer
-from google.protobuf import json_format
-from google.protobuf.message import Message
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from wamesh.conversations.v1 import conversations_pb2 as pb
 from wamesh.conversations.v1 import conversations_pb2_grpc
-from wamesh_kit.rpc.cli import call
+from wamesh_kit.rpc.cli import AsJson, call, message_json
 from wamesh_kit.settings import DEV_ADMIN_TOKEN
 
 conversations_app = typer.Typer(help="Conversations: list and read them.", no_args_is_help=True)
@@ -32,7 +30,6 @@ Target = Annotated[
 Token = Annotated[
     str, typer.Option(envvar="WAMESH_ADMIN_TOKEN", help="admin or tenant token", show_default=False)
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 TenantId = Annotated[str, typer.Argument(help="tenant id")]
 PageSize = Annotated[int, typer.Option(help="rows per page")]
 PageToken = Annotated[str, typer.Option(help="continue after a previous page")]
@@ -42,10 +39,6 @@ _DIRECTION = {pb.DIRECTION_INBOUND: "in", pb.DIRECTION_OUTBOUND: "out"}
 
 def _stub(channel: grpc.aio.Channel) -> conversations_pb2_grpc.ConversationStoreStub:
     return conversations_pb2_grpc.ConversationStoreStub(channel)
-
-
-def _as_dict(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def _time(stamp: Any) -> str:
@@ -73,7 +66,7 @@ def list_conversations(
     )
     page = call(target, token, lambda channel: _stub(channel).ListConversations(request))
     if as_json:
-        print(json.dumps(_as_dict(page)))
+        print(json.dumps(message_json(page)))
         return
     table = Table()
     for column in ("id", "customer", "name", "sender", "last message", "unread", "window until"):
@@ -124,7 +117,7 @@ def show(
         ),
     )
     if as_json:
-        print(json.dumps({"conversation": _as_dict(conversation), **_as_dict(page)}))
+        print(json.dumps({"conversation": message_json(conversation), **message_json(page)}))
         return
     _out.print(
         f"{conversation.customer_number} ({escape(conversation.profile_name) or '?'}) ↔ "

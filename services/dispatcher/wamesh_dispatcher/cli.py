@@ -13,16 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from google.protobuf import json_format
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
-from rich.table import Table
 
 from wamesh.common.v1 import content_pb2
 from wamesh.dispatch.v1 import dispatch_pb2 as pb
 from wamesh.dispatch.v1 import dispatch_pb2_grpc
-from wamesh_kit.rpc.cli import call
+from wamesh_kit.rpc.cli import AsJson, call, message_json, print_messages
 from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
 
 queue_app = typer.Typer(help="Outbound queues: depth per sender or tenant.", no_args_is_help=True)
@@ -41,7 +38,6 @@ AdminToken = Annotated[
 InternalToken = Annotated[
     str, typer.Option(envvar="WAMESH_INTERNAL_TOKEN", help="internal token", show_default=False)
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 TenantId = Annotated[str, typer.Option(help="the tenant")]
 Sender = Annotated[str, typer.Option("--sender", help="only this sender number")]
 ErrorCode = Annotated[int, typer.Option(help="only jobs whose last Twilio error was this")]
@@ -52,26 +48,8 @@ def _call(target: str, token: str, method: Callable[[Any], Any]) -> Any:
     return call(target, token, lambda channel: method(dispatch_pb2_grpc.DispatcherStub(channel)))
 
 
-def _json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def _when(stamp: Timestamp) -> str:
     return stamp.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds") if stamp.seconds else "-"
-
-
-def _print(
-    messages: Sequence[Message], columns: dict[str, Callable[[Any], str]], as_json: bool, title: str
-) -> None:
-    if as_json:
-        typer.echo(json.dumps([_json(m) for m in messages], indent=2))
-        return
-    table = Table(title=title)
-    for name in columns:
-        table.add_column(name)
-    for message in messages:
-        table.add_row(*(show(message) for show in columns.values()))
-    _out.print(table)
 
 
 def _state(job: pb.Job) -> str:
@@ -123,7 +101,7 @@ def stats(
     """Jobs by state, per sender of a tenant or per tenant."""
     request = pb.GetQueueStatsRequest(tenant_id=tenant_id, sender_number=sender)
     response = _call(target, token, lambda stub: stub.GetQueueStats(request))
-    _print(list(response.stats), _STATS_COLUMNS, as_json, "queues")
+    print_messages(list(response.stats), _STATS_COLUMNS, as_json, "queues")
 
 
 @dlq_app.command("list")
@@ -146,7 +124,7 @@ def list_dead(
         page_token=page_token,
     )
     response = _call(target, token, lambda stub: stub.ListDeadLetters(request))
-    _print(list(response.jobs), _JOB_COLUMNS, as_json, "dead letters")
+    print_messages(list(response.jobs), _JOB_COLUMNS, as_json, "dead letters")
     if response.next_page_token and not as_json:
         _out.print(f"next page: --page-token {response.next_page_token}")
 
@@ -163,10 +141,10 @@ def show(
     request = pb.GetJobRequest(tenant_id=tenant_id, job_id=job_id)
     job = _call(target, token, lambda stub: stub.GetJob(request)).job
     if as_json:
-        typer.echo(json.dumps(_json(job), indent=2))
+        typer.echo(json.dumps(message_json(job), indent=2))
         return
-    _print([job], _JOB_COLUMNS, False, "job")
-    _print(list(job.attempt_history), _ATTEMPT_COLUMNS, False, "attempts")
+    print_messages([job], _JOB_COLUMNS, False, "job")
+    print_messages(list(job.attempt_history), _ATTEMPT_COLUMNS, False, "attempts")
 
 
 @dlq_app.command()
@@ -268,9 +246,9 @@ def send(
         )
     response = _call(target, token, lambda stub: stub.Enqueue(request))
     if as_json:
-        typer.echo(json.dumps(_json(response), indent=2))
+        typer.echo(json.dumps(message_json(response), indent=2))
         return
-    _print(
+    print_messages(
         [response.job],
         _JOB_COLUMNS,
         False,

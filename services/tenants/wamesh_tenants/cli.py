@@ -18,13 +18,12 @@ from typing import Annotated, Any
 import typer
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
 from wamesh.tenants.v1 import tenants_pb2 as pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
-from wamesh_kit.rpc.cli import call
+from wamesh_kit.rpc.cli import AsJson, call, message_json
 from wamesh_kit.settings import DEV_ADMIN_TOKEN
 
 tenants_app = typer.Typer(help="Tenants: create, inspect and change them.", no_args_is_help=True)
@@ -38,7 +37,6 @@ Target = Annotated[
 AdminToken = Annotated[
     str, typer.Option(envvar="WAMESH_ADMIN_TOKEN", help="admin token", show_default=False)
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 TenantId = Annotated[str, typer.Argument(help="tenant id")]
 DEFAULT_TARGET = "127.0.0.1:50051"
 _STATUS = {"active": pb.TENANT_STATUS_ACTIVE, "suspended": pb.TENANT_STATUS_SUSPENDED}
@@ -49,13 +47,9 @@ def _call(target: str, token: str, method: Callable[[Any], Any]) -> Any:
     return call(target, token, lambda channel: method(tenants_pb2_grpc.TenantRegistryStub(channel)))
 
 
-def _as_dict(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def _print_tenants(tenants: list[pb.Tenant], as_json: bool, next_page_token: str = "") -> None:
     if as_json:
-        page = {"tenants": [_as_dict(t) for t in tenants], "next_page_token": next_page_token}
+        page = {"tenants": [message_json(t) for t in tenants], "next_page_token": next_page_token}
         print(json.dumps(page))
         return
     table = Table()
@@ -77,7 +71,7 @@ def _print_tenants(tenants: list[pb.Tenant], as_json: bool, next_page_token: str
 
 def _print_one(tenant: pb.Tenant, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(_as_dict(tenant)))
+        print(json.dumps(message_json(tenant)))
     else:
         _print_tenants([tenant], as_json=False)
 
@@ -314,7 +308,7 @@ def move_number(
 
 def _print_number(sender: pb.SenderNumber, tenant_id: str, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"tenant_id": tenant_id, **_as_dict(sender)}))
+        print(json.dumps({"tenant_id": tenant_id, **message_json(sender)}))
     else:
         _out.print(f"{sender.number} → {tenant_id}")
 
@@ -356,7 +350,7 @@ def set_credentials(
     )
     summary = _call(target, token, lambda stub: stub.SetCredentials(request)).credentials
     if as_json:
-        print(json.dumps({"tenant_id": tenant_id, **_as_dict(summary)}))
+        print(json.dumps({"tenant_id": tenant_id, **message_json(summary)}))
     else:
         _out.print(f"{tenant_id}: credentials for {summary.account_sid} stored")
 

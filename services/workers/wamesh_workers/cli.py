@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import qrcode  # type: ignore[import-untyped]
 import typer
-from google.protobuf import json_format
-from google.protobuf.message import Message
 from rich.console import Console
-from rich.table import Table
 
 from wamesh.workers.v1 import workers_pb2 as pb
 from wamesh.workers.v1 import workers_pb2_grpc
-from wamesh_kit.rpc.cli import call
+from wamesh_kit.rpc.cli import AsJson, call, message_json, print_messages
 from wamesh_kit.settings import DEV_ADMIN_TOKEN
 
 workers_app = typer.Typer(help="Session workers: list, inspect, drain.", no_args_is_help=True)
@@ -37,7 +34,6 @@ Target = Annotated[
 AdminToken = Annotated[
     str, typer.Option(envvar="WAMESH_ADMIN_TOKEN", help="admin token", show_default=False)
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 DEFAULT_TARGET = "127.0.0.1:50055"
 _STATES = {
     "active": pb.WORKER_STATE_ACTIVE,
@@ -49,24 +45,6 @@ _STATES = {
 
 def _call(target: str, token: str, method: Callable[[Any], Any]) -> Any:
     return call(target, token, lambda channel: method(workers_pb2_grpc.WorkerRegistryStub(channel)))
-
-
-def _json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
-def _print(
-    messages: Sequence[Message], columns: dict[str, Callable[[Any], str]], as_json: bool, title: str
-) -> None:
-    if as_json:
-        typer.echo(json.dumps([_json(m) for m in messages], indent=2))
-        return
-    table = Table(title=title)
-    for name in columns:
-        table.add_column(name)
-    for message in messages:
-        table.add_row(*(show(message) for show in columns.values()))
-    _out.print(table)
 
 
 _WORKER_COLUMNS: dict[str, Callable[[Any], str]] = {
@@ -108,7 +86,7 @@ def list_workers(
         page_token=page_token,
     )
     response = _call(target, token, lambda stub: stub.ListWorkers(request))
-    _print(list(response.workers), _WORKER_COLUMNS, as_json, "workers")
+    print_messages(list(response.workers), _WORKER_COLUMNS, as_json, "workers")
     if response.next_page_token and not as_json:
         _out.print(f"next page: --page-token {response.next_page_token}")
 
@@ -134,11 +112,14 @@ def show(
         lambda stub: stub.ListSessions(pb.ListSessionsRequest(worker_id=worker_id, page_size=500)),
     )
     if as_json:
-        body = {"worker": _json(found[0]), "sessions": [_json(s) for s in held.sessions]}
+        body = {
+            "worker": message_json(found[0]),
+            "sessions": [message_json(s) for s in held.sessions],
+        }
         typer.echo(json.dumps(body, indent=2))
         return
-    _print(found, _WORKER_COLUMNS, False, "worker")
-    _print(list(held.sessions), _SESSION_COLUMNS, False, "its sessions")
+    print_messages(found, _WORKER_COLUMNS, False, "worker")
+    print_messages(list(held.sessions), _SESSION_COLUMNS, False, "its sessions")
 
 
 @workers_app.command()
@@ -152,7 +133,7 @@ def drain(
     response = _call(
         target, token, lambda stub: stub.DrainWorker(pb.DrainWorkerRequest(worker_id=worker_id))
     )
-    _print([response.worker], _WORKER_COLUMNS, as_json, "drained")
+    print_messages([response.worker], _WORKER_COLUMNS, as_json, "drained")
 
 
 @sessions_app.command("list")
@@ -175,7 +156,7 @@ def list_sessions(
         page_token=page_token,
     )
     response = _call(target, token, lambda stub: stub.ListSessions(request))
-    _print(list(response.sessions), _SESSION_COLUMNS, as_json, "sessions")
+    print_messages(list(response.sessions), _SESSION_COLUMNS, as_json, "sessions")
     if response.next_page_token and not as_json:
         _out.print(f"next page: --page-token {response.next_page_token}")
 
@@ -192,7 +173,7 @@ def show_session(
         target, token, lambda stub: stub.RouteSession(pb.RouteSessionRequest(session_id=session_id))
     )
     if as_json:
-        typer.echo(json.dumps(_json(route), indent=2))
+        typer.echo(json.dumps(message_json(route), indent=2))
         return
     _out.print(f"{session_id}: worker {route.worker_id} at {route.endpoint}, epoch {route.epoch}")
 
@@ -229,7 +210,7 @@ def assign(
         required_labels=labels,
     )
     response = _call(target, token, lambda stub: stub.AssignSession(request))
-    _print([response.session], _SESSION_COLUMNS, as_json, "session")
+    print_messages([response.session], _SESSION_COLUMNS, as_json, "session")
 
 
 @sessions_app.command("release")
@@ -266,7 +247,7 @@ def qr(
     request = pb.GetQrCodeRequest(tenant_id=tenant_id, session_id=session_id)
     response = _call(target, token, lambda stub: stub.GetQrCode(request))
     if as_json:
-        typer.echo(json.dumps(_json(response), indent=2))
+        typer.echo(json.dumps(message_json(response), indent=2))
         return
     typer.echo(terminal_qr(response.qr_payload))
     typer.echo(f"expires at {response.expires_at.ToDatetime().isoformat()}Z")
