@@ -94,6 +94,7 @@ class SessionWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: asyncio.Task[None] | None = None
         self._callbacks = asyncio.Lock()
+        self._stops: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # -- what the embedding process asks ------------------------------------------------------
@@ -156,7 +157,9 @@ class SessionWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._stop_all("the worker is closing")
+        self._stop_all("the worker is closing")
+        # Deregistering moves every session at once: only after each has really stopped.
+        await asyncio.gather(*self._stops, return_exceptions=True)
         if deregister and self.worker_id:
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await self._stub.DeregisterWorker(
@@ -225,14 +228,14 @@ class SessionWorker:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 log.warning("worker %s lost its lease; registering again", self.worker_id)
-                await self._stop_all("the lease was lost")
+                self._stop_all("the lease was lost")
                 self._valid_until = 0.0
                 await self._register()
             else:
                 log.warning("heartbeat failed: %s", error.code().name)
             return
         for session_id in answer.release_session_ids:
-            await self._stop(session_id, self._held.get(session_id, 0), "the registry said so")
+            self._stop(session_id, self._held.get(session_id, 0), "the registry said so")
         was_fenced = self._clock() >= self._valid_until
         self._renewed(sent)
         if was_fenced and self._clock() < self._valid_until:
@@ -243,7 +246,7 @@ class SessionWorker:
             log.warning("worker %s: lease in doubt, stopping every session", self.worker_id)
             if self._watch is not None:
                 self._watch.cancel()
-            await self._stop_all("the lease is in doubt")
+            self._stop_all("the lease is in doubt")
 
     # -- assignments -------------------------------------------------------------------------
 
@@ -281,12 +284,12 @@ class SessionWorker:
             elif change.action == pb.ASSIGNMENT_ACTION_ASSIGNED:
                 await self._hold(change.session)
             elif change.action == pb.ASSIGNMENT_ACTION_REVOKED:
-                await self._stop(change.session.id, change.session.epoch, "revoked")
+                self._stop(change.session.id, change.session.epoch, "revoked")
 
     async def _reconcile(self, snapshot: dict[str, pb.Session]) -> None:
         """The snapshot is the truth: stop what it lacks, hold what it has."""
         for session_id in [s for s in self._held if s not in snapshot]:
-            await self._stop(session_id, self._held[session_id], "not in the snapshot")
+            self._stop(session_id, self._held[session_id], "not in the snapshot")
         self._revoked.clear()
         for session in snapshot.values():
             await self._hold(session)
@@ -303,7 +306,10 @@ class SessionWorker:
         async with self._callbacks:
             await self._on_assigned(session)
 
-    async def _stop(self, session_id: str, epoch: int, why: str) -> None:
+    def _stop(self, session_id: str, epoch: int, why: str) -> None:
+        """Stop acting for the session now; ``on_revoked`` runs in a task of its own, so
+        neither the heartbeats nor the stream wait on it (a heartbeat loop that did could
+        outlive its own lease while sessions finish their work)."""
         self._revoked[session_id] = max(self._revoked.get(session_id, 0), epoch)
         held = self._held.get(session_id)
         if held is None or held > epoch:
@@ -311,14 +317,21 @@ class SessionWorker:
         del self._held[session_id]
         self._stopping[session_id] = held
         log.info("stopping session %s at epoch %d: %s", session_id, held, why)
+        task = asyncio.create_task(self._finish_stop(session_id, held))
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    async def _finish_stop(self, session_id: str, held: int) -> None:
         try:
             async with self._callbacks:
                 await self._on_revoked(session_id)
+        except Exception:
+            log.exception("on_revoked failed for session %s", session_id)
         finally:
             if self._stopping.get(session_id) == held:
                 del self._stopping[session_id]
             self._beat_now.set()  # the heartbeat that no longer lists it hands it over
 
-    async def _stop_all(self, why: str) -> None:
+    def _stop_all(self, why: str) -> None:
         for session_id, epoch in list(self._held.items()):
-            await self._stop(session_id, epoch, why)
+            self._stop(session_id, epoch, why)

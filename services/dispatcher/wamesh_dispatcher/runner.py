@@ -53,6 +53,8 @@ SLOW_DOWN_S = 30.0
 # Twilio's clock and ours may differ a little: a lookup reaches this much further back.
 LOOKUP_SLACK = timedelta(seconds=5)
 RATE_LIMITED_CODES = (429, 20429, 63018)
+# How often a runner whose worker's lease is in doubt looks whether it was renewed.
+IN_DOUBT_WAIT_S = 0.2
 DONE = ("sent", "failed", "dead")
 
 
@@ -221,8 +223,13 @@ class SenderRunner:
 
     async def _loop(self) -> None:
         last_read = time.monotonic()
-        while not self._stopping and self._still_held():
-            wait_s = self._start_due()
+        while not self._stopping:
+            held = self._held_at()
+            if held is not None and held != self.epoch:
+                return  # held again at a newer epoch: that one's runner sends
+            # None: the worker's lease is in doubt for a moment. Start nothing until it is
+            # renewed; if it is lost, the worker stops this runner itself.
+            wait_s = self._start_due() if held == self.epoch else IN_DOUBT_WAIT_S
             if time.monotonic() - last_read >= self._deps.reconcile_interval_s or (
                 self._reconcile_now
             ):
@@ -236,9 +243,9 @@ class SenderRunner:
                     self._wake.wait(), min(wait_s, self._deps.reconcile_interval_s)
                 )
 
-    def _still_held(self) -> bool:
+    def _held_at(self) -> int | None:
         holds = self._deps.holds
-        return holds is None or holds() == self.epoch
+        return self.epoch if holds is None else holds()
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -388,6 +395,9 @@ class SenderRunner:
                 return Finish("found", "sent", started, provider_sid=found)
             if isinstance(found, Outcome):
                 return self._retry_or_dead(job, started, found, "ambiguous")
+        if self._held_at() != self.epoch:
+            # Decided under the lease, or not at all: the lease went in doubt meanwhile.
+            return Finish("deferred", "queued", started, refund=True)
         result = await api.create(
             to=_whatsapp(job.recipient_number),
             from_=_whatsapp(job.sender_number),

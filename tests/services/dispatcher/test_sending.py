@@ -86,4 +86,5 @@ async def test_a_sender_moved_between_replicas_mid_load_sends_each_job_once_in_o
         assert await bodies_to(harness, r) == [f"w{wave}-r{r}" for wave in range(6)]
     for row in waves:
         _, history = await harness.store.job(harness.tenant, job_id=row.id)
-        assert [a.outcome for a in history] == ["sent"]
+        # A send the move caught before its create is deferred, not made: one "sent" each.
+        assert [a.outcome for a in history if a.outcome != "deferred"] == ["sent"]
