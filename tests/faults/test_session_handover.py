@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,10 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+# The placement ``settled`` saw last, for the message of a wait that never ends.
+LAST_SEEN: list[str] = []
+
+
 async def eventually(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
@@ -143,7 +148,7 @@ async def eventually(check: Callable[[], Any], what: str, timeout_s: float = 60)
         if found:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"never: {what} (last error: {last!r})")
+            raise AssertionError(f"never: {what} (last error: {last!r}; seen: {LAST_SEEN})")
         await asyncio.sleep(0.2)
 
 
@@ -163,6 +168,11 @@ async def settled(stub: Any, live: set[str]) -> dict[str, pb.Session] | None:
     ok = len(sessions) == SESSIONS and all(
         s.state == pb.SESSION_STATE_ASSIGNED and s.worker_id in live for s in sessions.values()
     )
+    if not ok:  # what a failure reports: where the sessions were at the last look
+        seen = Counter((pb.SessionState.Name(s.state), s.worker_id) for s in sessions.values())
+        LAST_SEEN[:] = [
+            f"{count} {state} on {worker or '-'}" for (state, worker), count in seen.items()
+        ]
     return sessions if ok else None
 
 
