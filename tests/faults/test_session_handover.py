@@ -60,6 +60,7 @@ class Cluster:
     registry: Service
     target: str
     workers: dict[str, WorkerProcess]
+    passed: bool = False
 
     def start_worker(self, name: str) -> WorkerProcess:
         journal = self.data_dir / f"{name}.jsonl"
@@ -100,6 +101,7 @@ def cluster() -> Iterator[Cluster]:
     data_dir = REPO_ROOT / ".wamesh" / "faults" / uuid.uuid4().hex[:12]
     infra = LocalInfra(data_dir, durable=False)
     infra.start()
+    running: Cluster | None = None
     try:
         histories = {history.name: history for history in service_histories()}
         upgrade_database(infra.postgres.dsn("workers"), histories["workers"])
@@ -128,7 +130,8 @@ def cluster() -> Iterator[Cluster]:
     finally:
         infra.postgres.stop()
         infra.redis.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if running is not None and running.passed:  # else kept: the logs and journals say why
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # The placement ``settled`` saw last, for the message of a wait that never ends.
@@ -237,6 +240,7 @@ async def test_no_two_workers_ever_act_for_one_session(cluster: Cluster) -> None
     acts = sum(line["kind"] == "act" for line in lines)
     assert acts > SESSIONS * 50, f"only {acts} acts were journaled"
     assert all(final[s].worker_id in live for s in final)
+    cluster.passed = True
 
 
 async def through_every_fault(cluster: Cluster) -> tuple[dict[str, pb.Session], set[str]]:
