@@ -19,7 +19,7 @@ from wamesh_workers.metrics import RegistryMetrics
 from wamesh_workers.pods import PodWatch, pod_api
 from wamesh_workers.servicer import WorkerRegistry, now, sweeping
 from wamesh_workers.settings import WorkersSettings
-from wamesh_workers.store import WorkerStore
+from wamesh_workers.store import WorkerStore, first_reap
 
 REDIS_TIMEOUT_S = 0.5
 
@@ -36,9 +36,9 @@ async def workers_service(
     stopped on exit. ``kubernetes_api`` replaces the in-cluster client (tests)."""
 
     def wire(backing: Backing) -> Wiring:
-        store = WorkerStore(
-            backing.engine, timedelta(seconds=settings.lease_ttl_s), started_at=now()
-        )
+        lease = timedelta(seconds=settings.lease_ttl_s)
+        grace = timedelta(seconds=settings.restart_grace_s)
+        store = WorkerStore(backing.engine, lease, reap_after=first_reap(now(), lease, grace))
         announcer = Announcer(backing.redis, route_ttl_s=settings.route_ttl_s)
         metrics = RegistryMetrics(backing.registry)
         servicer = WorkerRegistry(store, announcer, backing.redis, settings, metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from wamesh_kit.rpc.client import MAX_RECONNECT_BACKOFF_S
 from wamesh_kit.settings import DatabaseServiceSettings
 
 
@@ -25,6 +26,12 @@ class WorkersSettings(DatabaseServiceSettings):
         ge=1,
         description="Lifetime of a cached route, should a change's refresh be lost (a stale "
         "route only sends work to a holder that refuses it by epoch)",
+    )
+    restart_grace_s: float = Field(
+        default=MAX_RECONNECT_BACKOFF_S + 3.0,
+        ge=0,
+        description="After a start, how much longer than a lease before a worker may be lost: "
+        "the workers' reconnect back-off and a heartbeat",
     )
     qr_ttl_s: float = Field(default=120.0, gt=0, le=120.0)
     k8s_watch: bool = Field(default=False, description="Lose a worker as soon as its pod goes")

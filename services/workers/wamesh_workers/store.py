@@ -141,14 +141,11 @@ def _session(row: sa.RowMapping) -> SessionRow:
 
 
 class WorkerStore:
-    def __init__(self, engine: AsyncEngine, lease_ttl: timedelta, started_at: datetime) -> None:
+    def __init__(self, engine: AsyncEngine, lease_ttl: timedelta, reap_after: datetime) -> None:
+        """``reap_after``: no lease runs out before then (see :func:`first_reap`)."""
         self._engine = engine
         self._ttl = lease_ttl
-        # No lease runs out before its holder could have renewed it with this replica up: a
-        # registry that was down (every replica restarting) would otherwise lose every
-        # worker at once. Safe: a worker that could not renew has stopped acting on its own,
-        # and gets its sessions back, at the same epochs, when it renews.
-        self._reap_after = started_at + lease_ttl
+        self._reap_after = reap_after
 
     def _expired(self, lease_expires_at: datetime, now: datetime) -> bool:
         return lease_expires_at <= now and now >= self._reap_after
@@ -819,6 +816,16 @@ def _is_retry(holder: WorkerRow, spec: Registration) -> bool:
         spec.labels,
     )
     return same and holder.last_heartbeat_at is None
+
+
+def first_reap(started_at: datetime, lease_ttl: timedelta, grace: timedelta) -> datetime:
+    """When a registry replica started at ``started_at`` may first lose a worker for its
+    lease: once every worker could have renewed with it up (``grace``: their channels
+    reconnect after a back-off, then heartbeat). A registry that was down (every replica
+    restarting) would otherwise lose every worker at once. Safe: a worker that could not
+    renew has stopped acting on its own, and gets its sessions back, at the same epochs,
+    when it does."""
+    return started_at + lease_ttl + grace
 
 
 def holds(session: SessionRow, worker_id: str, epoch: int) -> bool:

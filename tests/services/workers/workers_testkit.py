@@ -19,6 +19,8 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Worker
         "lease_ttl_s": 2.0,
         "heartbeat_interval_s": 0.5,
         "sweep_interval_s": 0.1,
+        # Tests lose workers on purpose soon after the registry starts.
+        "restart_grace_s": 0.0,
         **overrides,
     }
     return WorkersSettings(**values)

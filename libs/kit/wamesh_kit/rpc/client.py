@@ -28,6 +28,8 @@ from wamesh_kit.rpc.auth import bearer_interceptors
 from wamesh_kit.telemetry import tracing_wanted
 
 DEFAULT_TIMEOUT_S = 5.0
+# The longest a channel waits between reconnection attempts to a peer that went away.
+MAX_RECONNECT_BACKOFF_S = 5.0
 RETRY_POLICY: dict[str, Any] = {
     "maxAttempts": 4,
     "initialBackoff": "0.1s",
@@ -45,7 +47,7 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.keepalive_time_ms", 30_000),
     # A restarted peer is found within seconds (the default backoff grows to two minutes).
     ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 5_000),
+    ("grpc.max_reconnect_backoff_ms", int(MAX_RECONNECT_BACKOFF_S * 1000)),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
