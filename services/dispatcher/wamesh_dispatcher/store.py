@@ -505,33 +505,6 @@ class JobStore:
             rows = (await conn.execute(query)).mappings().all()
         return [_job(row) for row in rows]
 
-    async def retry_dead(
-        self,
-        tenant_id: str,
-        job_ids: Sequence[str],
-        sender_number: str,
-        error_code: int,
-        now: datetime,
-    ) -> list[tuple[str, str]]:
-        """Queue dead jobs again (their attempt history kept, their attempt count reset);
-        the (tenant, sender) pairs whose queues grew."""
-        stmt = _dead_filter(jobs.update(), tenant_id, sender_number, error_code)
-        if job_ids:
-            stmt = stmt.where(jobs.c.id.in_(job_ids))
-        async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    stmt.values(
-                        state="queued",
-                        attempts=0,
-                        dead_at=None,
-                        next_attempt_at=None,
-                        updated_at=now,
-                    ).returning(jobs.c.tenant_id, jobs.c.sender_number)
-                )
-            ).all()
-        return [(row.tenant_id, row.sender_number) for row in rows]
-
     async def purge_dead(
         self,
         tenant_id: str,
@@ -556,8 +529,8 @@ class JobStore:
         error_code: int,
         now: datetime,
     ) -> list[tuple[str, str, str]]:
-        """As :meth:`retry_dead`, but the (tenant, sender, job id) of every job queued again,
-        so their ids can be rung on their senders' streams."""
+        """Queue dead jobs again (their attempt history kept, their attempt count reset):
+        the (tenant, sender, job id) of each, to ring on its sender's stream."""
         stmt = _dead_filter(jobs.update(), tenant_id, sender_number, error_code)
         if job_ids:
             stmt = stmt.where(jobs.c.id.in_(job_ids))
