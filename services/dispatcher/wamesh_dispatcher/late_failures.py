@@ -9,7 +9,6 @@ repeated event finds its job no longer SENT with that SID and changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -77,7 +76,3 @@ class LateFailures:
             wait = timedelta(seconds=self._backoff.delay(1))
             return Finish("late_retry", "retrying", now, code, message, next_attempt_at=now + wait)
         return Finish("late_failure", "failed", now, code, message)
-
-
-async def consume(failures: LateFailures, name: str, stop: asyncio.Event) -> None:
-    await failures.consumer(name).run(stop)

@@ -21,6 +21,7 @@ sender is refused by the job store and stops. Inside it:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -257,9 +258,8 @@ class SenderRunner:
             if row.id in self._known:
                 continue
             self._known.add(row.id)
-            queue = self._queues.setdefault(row.recipient_number, [])
-            queue.append(row)
-            queue.sort(key=lambda job: job.seq)
+            # In enqueue order; a backlog read at start comes in order, so this appends.
+            bisect.insort(self._queues.setdefault(row.recipient_number, []), row, key=_seq)
         self._wake.set()
 
     async def _stream_tail(self) -> str:
@@ -464,7 +464,7 @@ class SenderRunner:
             return
         metrics.attempts.labels(finish.outcome).inc()
         metrics.send_seconds.observe((utcnow() - finish.started_at).total_seconds())
-        if finish.outcome not in ("sent", "found"):
+        if finish.outcome not in ("sent", "found", "deferred"):
             metrics.twilio_errors.labels(str(finish.error_code)).inc()
         if finish.outcome == "ambiguous":
             metrics.unsettled.inc()
@@ -518,6 +518,10 @@ def in_turn(ready: list[JobRow], starts: int) -> list[JobRow]:
         take_bulk = bulk and (not interactive or starts % BULK_SHARE == 0)
         ordered.append(bulk.pop(0) if take_bulk else interactive.pop(0))
     return ordered
+
+
+def _seq(job: JobRow) -> int:
+    return job.seq
 
 
 def _text(value: bytes | str) -> str:

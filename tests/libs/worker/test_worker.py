@@ -147,3 +147,28 @@ async def test_closing_stops_everything_then_leaves_so_sessions_move_at_once(
     assert journal.lines.index(("stopped", "a", session.id)) < journal.lines.index(
         ("assigned", "b", session.id)
     )
+
+
+async def test_the_holder_reports_its_status_and_login_code_and_no_one_else_can(
+    service: GrpcService, internal: Any, admin: Any
+) -> None:
+    kind, journal = unique("k"), Journal()
+    async with worker(service, kind, "a", journal) as sdk:
+        session = (await internal.AssignSession(session_request(kind=kind))).session
+        await until(lambda: sdk.epoch_of(session.id))
+        reported = await sdk.report_status(session.id, pb.SESSION_STATUS_QR_REQUIRED, "scan me")
+        put = await sdk.put_qr_code(session.id, "2@qr-payload")
+        not_held = (
+            await sdk.put_qr_code("never-assigned", "x"),
+            await sdk.report_status("never-assigned", pb.SESSION_STATUS_CONNECTED),
+        )
+        code = await admin.GetQrCode(
+            pb.GetQrCodeRequest(tenant_id=session.tenant_id, session_id=session.id)
+        )
+        [listed] = (
+            await admin.ListSessions(pb.ListSessionsRequest(tenant_id=session.tenant_id, kind=kind))
+        ).sessions
+
+    assert (reported, put, not_held) == (True, True, (False, False))
+    assert code.qr_payload == "2@qr-payload"
+    assert listed.status == pb.SESSION_STATUS_QR_REQUIRED
