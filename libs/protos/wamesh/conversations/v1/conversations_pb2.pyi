@@ -465,6 +465,7 @@ class Conversation(_message.Message):
     UNREAD_COUNT_FIELD_NUMBER: _builtins.int
     WINDOW_OPEN_UNTIL_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    OPTED_OUT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     customer_number: _builtins.str
@@ -475,6 +476,10 @@ class Conversation(_message.Message):
     """The customer's WhatsApp profile name, from the latest inbound message."""
     unread_count: _builtins.int
     """Inbound messages since the last MarkRead."""
+    opted_out: _builtins.bool
+    """The customer asked for no more messages (STOP, or Twilio's 21610) and has not written
+    START since.
+    """
     @_builtins.property
     def last_message_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -495,10 +500,11 @@ class Conversation(_message.Message):
         unread_count: _builtins.int = ...,
         window_open_until: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        opted_out: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_message_at", b"last_message_at", "window_open_until", b"window_open_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer_number", b"customer_number", "id", b"id", "last_message_at", b"last_message_at", "profile_name", b"profile_name", "sender_number", b"sender_number", "tenant_id", b"tenant_id", "unread_count", b"unread_count", "window_open_until", b"window_open_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer_number", b"customer_number", "id", b"id", "last_message_at", b"last_message_at", "opted_out", b"opted_out", "profile_name", b"profile_name", "sender_number", b"sender_number", "tenant_id", b"tenant_id", "unread_count", b"unread_count", "window_open_until", b"window_open_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -707,6 +713,7 @@ class RecordOutboundRequest(_message.Message):
     MEDIA_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
     REPLIED_TO_SID_FIELD_NUMBER: _builtins.int
+    DESPITE_OPT_OUT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     idempotency_key: _builtins.str
     """Required; unique per tenant."""
@@ -715,6 +722,8 @@ class RecordOutboundRequest(_message.Message):
     body: _builtins.str
     """Body, media or template: at least one (INVALID_ARGUMENT otherwise)."""
     replied_to_sid: _builtins.str
+    despite_opt_out: _builtins.bool
+    """Record it even though the customer opted out (the one confirmation of their STOP)."""
     @_builtins.property
     def media(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Media]: ...
     @_builtins.property
@@ -730,10 +739,11 @@ class RecordOutboundRequest(_message.Message):
         media: _abc.Iterable[_content_pb2.Media] | None = ...,
         template: _content_pb2.ContentTemplate | None = ...,
         replied_to_sid: _builtins.str = ...,
+        despite_opt_out: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "customer_number", b"customer_number", "idempotency_key", b"idempotency_key", "media", b"media", "replied_to_sid", b"replied_to_sid", "sender_number", b"sender_number", "template", b"template", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "customer_number", b"customer_number", "despite_opt_out", b"despite_opt_out", "idempotency_key", b"idempotency_key", "media", b"media", "replied_to_sid", b"replied_to_sid", "sender_number", b"sender_number", "template", b"template", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -745,7 +755,12 @@ class RecordOutboundResponse(_message.Message):
 
     MESSAGE_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_OPTED_OUT_FIELD_NUMBER: _builtins.int
     duplicate: _builtins.bool
+    recipient_opted_out: _builtins.bool
+    """The customer opted out and the request did not say despite_opt_out: the message is
+    recorded FAILED with 21610 and must not be sent.
+    """
     @_builtins.property
     def message(self) -> Global___Message: ...
     def __init__(
@@ -753,10 +768,11 @@ class RecordOutboundResponse(_message.Message):
         *,
         message: Global___Message | None = ...,
         duplicate: _builtins.bool = ...,
+        recipient_opted_out: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "message", b"message", "recipient_opted_out", b"recipient_opted_out"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1092,3 +1108,57 @@ class MarkReadResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MarkReadResponse: _TypeAlias = MarkReadResponse  # noqa: Y015
+
+@_typing.final
+class SetOptOutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    OPTED_OUT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    opted_out: _builtins.bool
+    reason: _builtins.str
+    """Why, for the log: "STOP", "START", "twilio 21610"."""
+    @_builtins.property
+    def participants(self) -> Global___ConversationKey: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        participants: Global___ConversationKey | None = ...,
+        opted_out: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["participants", b"participants"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["opted_out", b"opted_out", "participants", b"participants", "reason", b"reason", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetOptOutRequest: _TypeAlias = SetOptOutRequest  # noqa: Y015
+
+@_typing.final
+class SetOptOutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """False when the conversation was already in that state."""
+    @_builtins.property
+    def conversation(self) -> Global___Conversation: ...
+    def __init__(
+        self,
+        *,
+        conversation: Global___Conversation | None = ...,
+        changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "conversation", b"conversation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetOptOutResponse: _TypeAlias = SetOptOutResponse  # noqa: Y015

@@ -83,6 +83,11 @@ class ConversationStoreStub:
                 request_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.MarkReadRequest.SerializeToString,
                 response_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.MarkReadResponse.FromString,
                 _registered_method=True)
+        self.SetOptOut = channel.unary_unary(
+                '/wamesh.conversations.v1.ConversationStore/SetOptOut',
+                request_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.SetOptOutRequest.SerializeToString,
+                response_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.SetOptOutResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationStoreServicer:
@@ -163,6 +168,15 @@ class ConversationStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetOptOut(self, request, context):
+        """Opts the customer of a conversation out of (or back into) messages from its sender: the
+        customer wrote STOP or START, or Twilio refused a send with 21610. Creates the
+        conversation if there is none; idempotent (changed says whether it did anything).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -210,6 +224,11 @@ def add_ConversationStoreServicer_to_server(servicer, server):
                     servicer.MarkRead,
                     request_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.MarkReadRequest.FromString,
                     response_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'SetOptOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOptOut,
+                    request_deserializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.SetOptOutRequest.FromString,
+                    response_serializer=wamesh_dot_conversations_dot_v1_dot_conversations__pb2.SetOptOutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -459,6 +478,33 @@ class ConversationStore:
             '/wamesh.conversations.v1.ConversationStore/MarkRead',
             wamesh_dot_conversations_dot_v1_dot_conversations__pb2.MarkReadRequest.SerializeToString,
             wamesh_dot_conversations_dot_v1_dot_conversations__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOptOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wamesh.conversations.v1.ConversationStore/SetOptOut',
+            wamesh_dot_conversations_dot_v1_dot_conversations__pb2.SetOptOutRequest.SerializeToString,
+            wamesh_dot_conversations_dot_v1_dot_conversations__pb2.SetOptOutResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,11 @@ class ConversationStoreStub:
     """A conversation's messages, newest first, keyset-paged; NOT_FOUND for an unknown one."""
     MarkRead: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.MarkReadRequest, _conversations_pb2.MarkReadResponse]
     """Marks inbound messages read (unread count back to zero); idempotent."""
+    SetOptOut: _grpc.UnaryUnaryMultiCallable[_conversations_pb2.SetOptOutRequest, _conversations_pb2.SetOptOutResponse]
+    """Opts the customer of a conversation out of (or back into) messages from its sender: the
+    customer wrote STOP or START, or Twilio refused a send with 21610. Creates the
+    conversation if there is none; idempotent (changed says whether it did anything).
+    """
 
 @_typing.type_check_only
 class ConversationStoreAsyncStub(ConversationStoreStub):
@@ -109,6 +114,11 @@ class ConversationStoreAsyncStub(ConversationStoreStub):
     """A conversation's messages, newest first, keyset-paged; NOT_FOUND for an unknown one."""
     MarkRead: _aio.UnaryUnaryMultiCallable[_conversations_pb2.MarkReadRequest, _conversations_pb2.MarkReadResponse]  # type: ignore[assignment]
     """Marks inbound messages read (unread count back to zero); idempotent."""
+    SetOptOut: _aio.UnaryUnaryMultiCallable[_conversations_pb2.SetOptOutRequest, _conversations_pb2.SetOptOutResponse]  # type: ignore[assignment]
+    """Opts the customer of a conversation out of (or back into) messages from its sender: the
+    customer wrote STOP or START, or Twilio refused a send with 21610. Creates the
+    conversation if there is none; idempotent (changed says whether it did anything).
+    """
 
 class ConversationStoreServicer(metaclass=_abc_1.ABCMeta):
     """Every WhatsApp conversation of every tenant: messages in and out, their delivery statuses,
@@ -201,5 +211,16 @@ class ConversationStoreServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_conversations_pb2.MarkReadResponse, _abc.Awaitable[_conversations_pb2.MarkReadResponse]]:
         """Marks inbound messages read (unread count back to zero); idempotent."""
+
+    @_abc_1.abstractmethod
+    def SetOptOut(
+        self,
+        request: _conversations_pb2.SetOptOutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_conversations_pb2.SetOptOutResponse, _abc.Awaitable[_conversations_pb2.SetOptOutResponse]]:
+        """Opts the customer of a conversation out of (or back into) messages from its sender: the
+        customer wrote STOP or START, or Twilio refused a send with 21610. Creates the
+        conversation if there is none; idempotent (changed says whether it did anything).
+        """
 
 def add_ConversationStoreServicer_to_server(servicer: ConversationStoreServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

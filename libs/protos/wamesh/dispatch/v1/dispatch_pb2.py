@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from wamesh.common.v1 import content_pb2 as wamesh_dot_common_dot_v1_dot_content__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!wamesh/dispatch/v1/dispatch.proto\x12\x12wamesh.dispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ewamesh/common/v1/content.proto\"\xcc\x01\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x14\n\x0cprovider_sid\x18\x07 \x01(\t\"\xa6\x06\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x15\n\rsender_number\x18\x04 \x01(\t\x12\x18\n\x10recipient_number\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12&\n\x05media\x18\x07 \x03(\x0b\x32\x17.wamesh.common.v1.Media\x12\x33\n\x08template\x18\x08 \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.wamesh.dispatch.v1.JobState\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x17\n\x0flast_error_code\x18\x0b \x01(\x05\x12\x1a\n\x12last_error_message\x18\x0c \x01(\t\x12\x14\n\x0cprovider_sid\x18\r \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65\x61\x64_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08priority\x18\x13 \x01(\x0e\x32\x1c.wamesh.dispatch.v1.Priority\x12.\n\nnot_before\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x11\x66\x61llback_template\x18\x15 \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12\x34\n\x0f\x61ttempt_history\x18\x16 \x03(\x0b\x32\x1b.wamesh.dispatch.v1.Attempt\"\xd5\x01\n\x10SenderQueueStats\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\x12\x0f\n\x07pending\x18\x03 \x01(\x03\x12\x11\n\tin_flight\x18\x04 \x01(\x03\x12\x10\n\x08retrying\x18\x05 \x01(\x03\x12\x0c\n\x04\x64\x65\x61\x64\x18\x06 \x01(\x03\x12\x35\n\x11oldest_pending_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04sent\x18\x08 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"\x96\x03\n\x0e\x45nqueueRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x15\n\rsender_number\x18\x03 \x01(\t\x12\x18\n\x10recipient_number\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12&\n\x05media\x18\x06 \x03(\x0b\x32\x17.wamesh.common.v1.Media\x12\x33\n\x08template\x18\x07 \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12.\n\x08priority\x18\x08 \x01(\x0e\x32\x1c.wamesh.dispatch.v1.Priority\x12.\n\nnot_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x11\x66\x61llback_template\x18\n \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12\x1e\n\x16\x64\x65rive_idempotency_key\x18\x0b \x01(\x08\"P\n\x0f\x45nqueueResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.wamesh.dispatch.v1.Job\x12\x17\n\x0f\x61lready_existed\x18\x02 \x01(\x08\"G\n\x13\x45nqueueBatchRequest\x12\x30\n\x04jobs\x18\x01 \x03(\x0b\x32\".wamesh.dispatch.v1.EnqueueRequest\"L\n\x14\x45nqueueBatchResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.wamesh.dispatch.v1.EnqueueResponse\"V\n\rGetJobRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x06job_id\x18\x02 \x01(\tH\x00\x12\x19\n\x0fidempotency_key\x18\x03 \x01(\tH\x00\x42\x05\n\x03key\"6\n\x0eGetJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.wamesh.dispatch.v1.Job\"@\n\x14GetQueueStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\"L\n\x15GetQueueStatsResponse\x12\x33\n\x05stats\x18\x01 \x03(\x0b\x32$.wamesh.dispatch.v1.SenderQueueStats\"}\n\x16ListDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\"Y\n\x17ListDeadLettersResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.wamesh.dispatch.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\x17RetryDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07job_ids\x18\x02 \x03(\t\x12\x15\n\rsender_number\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\x05\"1\n\x18RetryDeadLettersResponse\x12\x15\n\rretried_count\x18\x01 \x01(\x03\"\x99\x01\n\x17PurgeDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\x12\x0f\n\x07job_ids\x18\x03 \x03(\t\x12/\n\x0b\x64\x65\x61\x64_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nerror_code\x18\x05 \x01(\x05\"0\n\x18PurgeDeadLettersResponse\x12\x14\n\x0cpurged_count\x18\x01 \x01(\x03*Q\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x11\n\rPRIORITY_BULK\x10\x02*\xa8\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_SENDING\x10\x02\x12\x12\n\x0eJOB_STATE_SENT\x10\x03\x12\x16\n\x12JOB_STATE_RETRYING\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x12\n\x0eJOB_STATE_DEAD\x10\x06\x32\xc4\x05\n\nDispatcher\x12R\n\x07\x45nqueue\x12\".wamesh.dispatch.v1.EnqueueRequest\x1a#.wamesh.dispatch.v1.EnqueueResponse\x12\x61\n\x0c\x45nqueueBatch\x12\'.wamesh.dispatch.v1.EnqueueBatchRequest\x1a(.wamesh.dispatch.v1.EnqueueBatchResponse\x12O\n\x06GetJob\x12!.wamesh.dispatch.v1.GetJobRequest\x1a\".wamesh.dispatch.v1.GetJobResponse\x12\x64\n\rGetQueueStats\x12(.wamesh.dispatch.v1.GetQueueStatsRequest\x1a).wamesh.dispatch.v1.GetQueueStatsResponse\x12j\n\x0fListDeadLetters\x12*.wamesh.dispatch.v1.ListDeadLettersRequest\x1a+.wamesh.dispatch.v1.ListDeadLettersResponse\x12m\n\x10RetryDeadLetters\x12+.wamesh.dispatch.v1.RetryDeadLettersRequest\x1a,.wamesh.dispatch.v1.RetryDeadLettersResponse\x12m\n\x10PurgeDeadLetters\x12+.wamesh.dispatch.v1.PurgeDeadLettersRequest\x1a,.wamesh.dispatch.v1.PurgeDeadLettersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!wamesh/dispatch/v1/dispatch.proto\x12\x12wamesh.dispatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ewamesh/common/v1/content.proto\"\xcc\x01\n\x07\x41ttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x14\n\x0cprovider_sid\x18\x07 \x01(\t\"\xa6\x06\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x15\n\rsender_number\x18\x04 \x01(\t\x12\x18\n\x10recipient_number\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12&\n\x05media\x18\x07 \x03(\x0b\x32\x17.wamesh.common.v1.Media\x12\x33\n\x08template\x18\x08 \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.wamesh.dispatch.v1.JobState\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x17\n\x0flast_error_code\x18\x0b \x01(\x05\x12\x1a\n\x12last_error_message\x18\x0c \x01(\t\x12\x14\n\x0cprovider_sid\x18\r \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65\x61\x64_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08priority\x18\x13 \x01(\x0e\x32\x1c.wamesh.dispatch.v1.Priority\x12.\n\nnot_before\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x11\x66\x61llback_template\x18\x15 \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12\x34\n\x0f\x61ttempt_history\x18\x16 \x03(\x0b\x32\x1b.wamesh.dispatch.v1.Attempt\"\xd5\x01\n\x10SenderQueueStats\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\x12\x0f\n\x07pending\x18\x03 \x01(\x03\x12\x11\n\tin_flight\x18\x04 \x01(\x03\x12\x10\n\x08retrying\x18\x05 \x01(\x03\x12\x0c\n\x04\x64\x65\x61\x64\x18\x06 \x01(\x03\x12\x35\n\x11oldest_pending_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04sent\x18\x08 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\x03\"\xaf\x03\n\x0e\x45nqueueRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x15\n\rsender_number\x18\x03 \x01(\t\x12\x18\n\x10recipient_number\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12&\n\x05media\x18\x06 \x03(\x0b\x32\x17.wamesh.common.v1.Media\x12\x33\n\x08template\x18\x07 \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12.\n\x08priority\x18\x08 \x01(\x0e\x32\x1c.wamesh.dispatch.v1.Priority\x12.\n\nnot_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x11\x66\x61llback_template\x18\n \x01(\x0b\x32!.wamesh.common.v1.ContentTemplate\x12\x1e\n\x16\x64\x65rive_idempotency_key\x18\x0b \x01(\x08\x12\x17\n\x0f\x64\x65spite_opt_out\x18\x0c \x01(\x08\"P\n\x0f\x45nqueueResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.wamesh.dispatch.v1.Job\x12\x17\n\x0f\x61lready_existed\x18\x02 \x01(\x08\"G\n\x13\x45nqueueBatchRequest\x12\x30\n\x04jobs\x18\x01 \x03(\x0b\x32\".wamesh.dispatch.v1.EnqueueRequest\"L\n\x14\x45nqueueBatchResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.wamesh.dispatch.v1.EnqueueResponse\"V\n\rGetJobRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x06job_id\x18\x02 \x01(\tH\x00\x12\x19\n\x0fidempotency_key\x18\x03 \x01(\tH\x00\x42\x05\n\x03key\"6\n\x0eGetJobResponse\x12$\n\x03job\x18\x01 \x01(\x0b\x32\x17.wamesh.dispatch.v1.Job\"@\n\x14GetQueueStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\"L\n\x15GetQueueStatsResponse\x12\x33\n\x05stats\x18\x01 \x03(\x0b\x32$.wamesh.dispatch.v1.SenderQueueStats\"}\n\x16ListDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\x05\"Y\n\x17ListDeadLettersResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.wamesh.dispatch.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\x17RetryDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07job_ids\x18\x02 \x03(\t\x12\x15\n\rsender_number\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\x05\"1\n\x18RetryDeadLettersResponse\x12\x15\n\rretried_count\x18\x01 \x01(\x03\"\x99\x01\n\x17PurgeDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rsender_number\x18\x02 \x01(\t\x12\x0f\n\x07job_ids\x18\x03 \x03(\t\x12/\n\x0b\x64\x65\x61\x64_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nerror_code\x18\x05 \x01(\x05\"0\n\x18PurgeDeadLettersResponse\x12\x14\n\x0cpurged_count\x18\x01 \x01(\x03*Q\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x11\n\rPRIORITY_BULK\x10\x02*\xa8\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_SENDING\x10\x02\x12\x12\n\x0eJOB_STATE_SENT\x10\x03\x12\x16\n\x12JOB_STATE_RETRYING\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x12\n\x0eJOB_STATE_DEAD\x10\x06\x32\xc4\x05\n\nDispatcher\x12R\n\x07\x45nqueue\x12\".wamesh.dispatch.v1.EnqueueRequest\x1a#.wamesh.dispatch.v1.EnqueueResponse\x12\x61\n\x0c\x45nqueueBatch\x12\'.wamesh.dispatch.v1.EnqueueBatchRequest\x1a(.wamesh.dispatch.v1.EnqueueBatchResponse\x12O\n\x06GetJob\x12!.wamesh.dispatch.v1.GetJobRequest\x1a\".wamesh.dispatch.v1.GetJobResponse\x12\x64\n\rGetQueueStats\x12(.wamesh.dispatch.v1.GetQueueStatsRequest\x1a).wamesh.dispatch.v1.GetQueueStatsResponse\x12j\n\x0fListDeadLetters\x12*.wamesh.dispatch.v1.ListDeadLettersRequest\x1a+.wamesh.dispatch.v1.ListDeadLettersResponse\x12m\n\x10RetryDeadLetters\x12+.wamesh.dispatch.v1.RetryDeadLettersRequest\x1a,.wamesh.dispatch.v1.RetryDeadLettersResponse\x12m\n\x10PurgeDeadLetters\x12+.wamesh.dispatch.v1.PurgeDeadLettersRequest\x1a,.wamesh.dispatch.v1.PurgeDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wamesh.dispatch.v1.dispatch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRIORITY']._serialized_start=2865
-  _globals['_PRIORITY']._serialized_end=2946
-  _globals['_JOBSTATE']._serialized_start=2949
-  _globals['_JOBSTATE']._serialized_end=3117
+  _globals['_PRIORITY']._serialized_start=2890
+  _globals['_PRIORITY']._serialized_end=2971
+  _globals['_JOBSTATE']._serialized_start=2974
+  _globals['_JOBSTATE']._serialized_end=3142
   _globals['_ATTEMPT']._serialized_start=123
   _globals['_ATTEMPT']._serialized_end=327
   _globals['_JOB']._serialized_start=330
@@ -44,33 +44,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDERQUEUESTATS']._serialized_start=1139
   _globals['_SENDERQUEUESTATS']._serialized_end=1352
   _globals['_ENQUEUEREQUEST']._serialized_start=1355
-  _globals['_ENQUEUEREQUEST']._serialized_end=1761
-  _globals['_ENQUEUERESPONSE']._serialized_start=1763
-  _globals['_ENQUEUERESPONSE']._serialized_end=1843
-  _globals['_ENQUEUEBATCHREQUEST']._serialized_start=1845
-  _globals['_ENQUEUEBATCHREQUEST']._serialized_end=1916
-  _globals['_ENQUEUEBATCHRESPONSE']._serialized_start=1918
-  _globals['_ENQUEUEBATCHRESPONSE']._serialized_end=1994
-  _globals['_GETJOBREQUEST']._serialized_start=1996
-  _globals['_GETJOBREQUEST']._serialized_end=2082
-  _globals['_GETJOBRESPONSE']._serialized_start=2084
-  _globals['_GETJOBRESPONSE']._serialized_end=2138
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=2140
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=2204
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=2206
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=2282
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2284
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2409
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2411
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2500
-  _globals['_RETRYDEADLETTERSREQUEST']._serialized_start=2502
-  _globals['_RETRYDEADLETTERSREQUEST']._serialized_end=2606
-  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_start=2608
-  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_end=2657
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=2660
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=2813
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=2815
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=2863
-  _globals['_DISPATCHER']._serialized_start=3120
-  _globals['_DISPATCHER']._serialized_end=3828
+  _globals['_ENQUEUEREQUEST']._serialized_end=1786
+  _globals['_ENQUEUERESPONSE']._serialized_start=1788
+  _globals['_ENQUEUERESPONSE']._serialized_end=1868
+  _globals['_ENQUEUEBATCHREQUEST']._serialized_start=1870
+  _globals['_ENQUEUEBATCHREQUEST']._serialized_end=1941
+  _globals['_ENQUEUEBATCHRESPONSE']._serialized_start=1943
+  _globals['_ENQUEUEBATCHRESPONSE']._serialized_end=2019
+  _globals['_GETJOBREQUEST']._serialized_start=2021
+  _globals['_GETJOBREQUEST']._serialized_end=2107
+  _globals['_GETJOBRESPONSE']._serialized_start=2109
+  _globals['_GETJOBRESPONSE']._serialized_end=2163
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=2165
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=2229
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=2231
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=2307
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2309
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2434
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2436
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2525
+  _globals['_RETRYDEADLETTERSREQUEST']._serialized_start=2527
+  _globals['_RETRYDEADLETTERSREQUEST']._serialized_end=2631
+  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_start=2633
+  _globals['_RETRYDEADLETTERSRESPONSE']._serialized_end=2682
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=2685
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=2838
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=2840
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=2888
+  _globals['_DISPATCHER']._serialized_start=3145
+  _globals['_DISPATCHER']._serialized_end=3853
 # @@protoc_insertion_point(module_scope)

@@ -297,6 +297,7 @@ class EnqueueRequest(_message.Message):
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
     FALLBACK_TEMPLATE_FIELD_NUMBER: _builtins.int
     DERIVE_IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    DESPITE_OPT_OUT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     idempotency_key: _builtins.str
     """Required unless derive_idempotency_key: a retry or a redelivered event with the same key
@@ -312,6 +313,10 @@ class EnqueueRequest(_message.Message):
     derive_idempotency_key: _builtins.bool
     """With no idempotency_key: derive one from the recipient, the content and the hour, so an
     accidental repeat within the day is dropped.
+    """
+    despite_opt_out: _builtins.bool
+    """Sent even though the recipient opted out: only for the one message that confirms their
+    STOP. Every other job to an opted-out recipient fails with 21610 without being tried.
     """
     @_builtins.property
     def media(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.Media]: ...
@@ -339,10 +344,11 @@ class EnqueueRequest(_message.Message):
         not_before: _timestamp_pb2.Timestamp | None = ...,
         fallback_template: _content_pb2.ContentTemplate | None = ...,
         derive_idempotency_key: _builtins.bool = ...,
+        despite_opt_out: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fallback_template", b"fallback_template", "not_before", b"not_before", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "derive_idempotency_key", b"derive_idempotency_key", "fallback_template", b"fallback_template", "idempotency_key", b"idempotency_key", "media", b"media", "not_before", b"not_before", "priority", b"priority", "recipient_number", b"recipient_number", "sender_number", b"sender_number", "template", b"template", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "derive_idempotency_key", b"derive_idempotency_key", "despite_opt_out", b"despite_opt_out", "fallback_template", b"fallback_template", "idempotency_key", b"idempotency_key", "media", b"media", "not_before", b"not_before", "priority", b"priority", "recipient_number", b"recipient_number", "sender_number", b"sender_number", "template", b"template", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,7 @@ from wamesh.conversations.v1 import conversations_pb2 as wamesh_dot_conversation
 from wamesh.workers.v1 import workers_pb2 as wamesh_dot_workers_dot_v1_dot_workers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dwamesh/events/v1/events.proto\x12\x10wamesh.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a+wamesh/conversations/v1/conversations.proto\x1a\x1fwamesh/workers/v1/workers.proto\"\xb7\x02\n\x13InboundMessageEvent\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x04 \x01(\t\x12\x15\n\rsender_number\x18\x05 \x01(\t\x12\x38\n\x07\x63ontent\x18\x06 \x01(\x0b\x32\'.wamesh.conversations.v1.InboundMessage\x12\x14\n\x0crate_limited\x18\x07 \x01(\x08\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x02\n\x12MessageStatusEvent\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x14\n\x0cprovider_sid\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x36\n\x06status\x18\x06 \x01(\x0e\x32&.wamesh.conversations.v1.MessageStatus\x12\x12\n\nerror_code\x18\x07 \x01(\x05\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x01\n\x10OutboundJobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x15\n\rsender_number\x18\x03 \x01(\t\x12\x18\n\x10recipient_number\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12.\n\nnot_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65nqueued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x16SessionAssignmentEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\x12\x33\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32#.wamesh.workers.v1.AssignmentAction\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dwamesh/events/v1/events.proto\x12\x10wamesh.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a+wamesh/conversations/v1/conversations.proto\x1a\x1fwamesh/workers/v1/workers.proto\"\xd3\x02\n\x13InboundMessageEvent\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x04 \x01(\t\x12\x15\n\rsender_number\x18\x05 \x01(\t\x12\x38\n\x07\x63ontent\x18\x06 \x01(\x0b\x32\'.wamesh.conversations.v1.InboundMessage\x12\x14\n\x0crate_limited\x18\x07 \x01(\x08\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63ustomer_opted_out\x18\n \x01(\x08\"\x97\x02\n\x12MessageStatusEvent\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x14\n\x0cprovider_sid\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x36\n\x06status\x18\x06 \x01(\x0e\x32&.wamesh.conversations.v1.MessageStatus\x12\x12\n\nerror_code\x18\x07 \x01(\x05\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x01\n\x10OutboundJobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x15\n\rsender_number\x18\x03 \x01(\t\x12\x18\n\x10recipient_number\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12.\n\nnot_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65nqueued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x16SessionAssignmentEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\x12\x33\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32#.wamesh.workers.v1.AssignmentAction\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wamesh.events.v1.events_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INBOUNDMESSAGEEVENT']._serialized_start=163
-  _globals['_INBOUNDMESSAGEEVENT']._serialized_end=474
-  _globals['_MESSAGESTATUSEVENT']._serialized_start=477
-  _globals['_MESSAGESTATUSEVENT']._serialized_end=756
-  _globals['_OUTBOUNDJOBEVENT']._serialized_start=759
-  _globals['_OUTBOUNDJOBEVENT']._serialized_end=1000
-  _globals['_SESSIONASSIGNMENTEVENT']._serialized_start=1003
-  _globals['_SESSIONASSIGNMENTEVENT']._serialized_end=1202
+  _globals['_INBOUNDMESSAGEEVENT']._serialized_end=502
+  _globals['_MESSAGESTATUSEVENT']._serialized_start=505
+  _globals['_MESSAGESTATUSEVENT']._serialized_end=784
+  _globals['_OUTBOUNDJOBEVENT']._serialized_start=787
+  _globals['_OUTBOUNDJOBEVENT']._serialized_end=1028
+  _globals['_SESSIONASSIGNMENTEVENT']._serialized_start=1031
+  _globals['_SESSIONASSIGNMENTEVENT']._serialized_end=1230
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,7 @@ class InboundMessageEvent(_message.Message):
     RATE_LIMITED_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     RECORDED_AT_FIELD_NUMBER: _builtins.int
+    CUSTOMER_OPTED_OUT_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     conversation_id: _builtins.str
     message_id: _builtins.str
@@ -49,6 +50,10 @@ class InboundMessageEvent(_message.Message):
     """E.164, normalised from the webhook's To."""
     rate_limited: _builtins.bool
     """Over the customer's inbound limit: the bot must not answer it."""
+    customer_opted_out: _builtins.bool
+    """The customer had opted out before this message (so a START arrives flagged): nothing but
+    the answer to START may be sent.
+    """
     @_builtins.property
     def content(self) -> _conversations_pb2.InboundMessage:
         """The webhook as received."""
@@ -71,10 +76,11 @@ class InboundMessageEvent(_message.Message):
         rate_limited: _builtins.bool = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
         recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        customer_opted_out: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "received_at", b"received_at", "recorded_at", b"recorded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "conversation_id", b"conversation_id", "customer_number", b"customer_number", "message_id", b"message_id", "rate_limited", b"rate_limited", "received_at", b"received_at", "recorded_at", b"recorded_at", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "conversation_id", b"conversation_id", "customer_number", b"customer_number", "customer_opted_out", b"customer_opted_out", "message_id", b"message_id", "rate_limited", b"rate_limited", "received_at", b"received_at", "recorded_at", b"recorded_at", "sender_number", b"sender_number", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

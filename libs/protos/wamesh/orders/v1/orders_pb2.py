@@ -27,17 +27,17 @@ from wamesh.common.v1 import content_pb2 as wamesh_dot_common_dot_v1_dot_content
 from wamesh.common.v1 import money_pb2 as wamesh_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dwamesh/orders/v1/orders.proto\x12\x10wamesh.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ewamesh/common/v1/content.proto\x1a\x1cwamesh/common/v1/money.proto\"n\n\tOrderItem\x12\x14\n\x0cmenu_item_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12+\n\nunit_price\x18\x04 \x01(\x0b\x32\x17.wamesh.common.v1.Money\"\x7f\n\nFulfilment\x12\x32\n\x06method\x18\x01 \x01(\x0e\x32\".wamesh.orders.v1.FulfilmentMethod\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12,\n\x08location\x18\x03 \x01(\x0b\x32\x1a.wamesh.common.v1.Location\"\xd4\x01\n\x11OrderHistoryEntry\x12\x30\n\nfrom_state\x18\x01 \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12.\n\x08to_state\x18\x02 \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\"\xd9\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x03 \x01(\t\x12\x15\n\rsender_number\x18\x04 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x05 \x01(\t\x12*\n\x05items\x18\x06 \x03(\x0b\x32\x1b.wamesh.orders.v1.OrderItem\x12&\n\x05total\x18\x07 \x01(\x0b\x32\x17.wamesh.common.v1.Money\x12\x30\n\nfulfilment\x18\x08 \x01(\x0b\x32\x1c.wamesh.orders.v1.Fulfilment\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12\x0f\n\x07version\x18\n \x01(\x03\x12\x34\n\x07history\x18\x0b \x03(\x0b\x32#.wamesh.orders.v1.OrderHistoryEntry\x12\x0e\n\x06rating\x18\x0c \x01(\x05\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x0fGetOrderRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\":\n\x10GetOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\"\x94\x01\n\x11ListOrdersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x04 \x01(\t\x12,\n\x06states\x18\x05 \x03(\x0e\x32\x1c.wamesh.orders.v1.OrderState\"V\n\x12ListOrdersResponse\x12\'\n\x06orders\x18\x01 \x03(\x0b\x32\x17.wamesh.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x13\x41\x64vanceOrderRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x32\n\x0ctarget_state\x18\x03 \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x03\x12\x0c\n\x04note\x18\x05 \x01(\t\">\n\x14\x41\x64vanceOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\"c\n\x12\x43\x61ncelOrderRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"=\n\x13\x43\x61ncelOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\"<\n\x0eGetCartRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x02 \x01(\t\"8\n\x0fGetCartResponse\x12%\n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order*\x87\x02\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11ORDER_STATE_DRAFT\x10\x01\x12\x19\n\x15ORDER_STATE_CONFIRMED\x10\x02\x12\x19\n\x15ORDER_STATE_PREPARING\x10\x03\x12 \n\x1cORDER_STATE_OUT_FOR_DELIVERY\x10\x04\x12 \n\x1cORDER_STATE_READY_FOR_PICKUP\x10\x05\x12\x19\n\x15ORDER_STATE_DELIVERED\x10\x06\x12\x15\n\x11ORDER_STATE_RATED\x10\x07\x12\x19\n\x15ORDER_STATE_CANCELLED\x10\x08*s\n\x10\x46ulfilmentMethod\x12!\n\x1d\x46ULFILMENT_METHOD_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46ULFILMENT_METHOD_DELIVERY\x10\x01\x12\x1c\n\x18\x46ULFILMENT_METHOD_PICKUP\x10\x02\x32\xc5\x03\n\x0cOrderService\x12Q\n\x08GetOrder\x12!.wamesh.orders.v1.GetOrderRequest\x1a\".wamesh.orders.v1.GetOrderResponse\x12W\n\nListOrders\x12#.wamesh.orders.v1.ListOrdersRequest\x1a$.wamesh.orders.v1.ListOrdersResponse\x12]\n\x0c\x41\x64vanceOrder\x12%.wamesh.orders.v1.AdvanceOrderRequest\x1a&.wamesh.orders.v1.AdvanceOrderResponse\x12Z\n\x0b\x43\x61ncelOrder\x12$.wamesh.orders.v1.CancelOrderRequest\x1a%.wamesh.orders.v1.CancelOrderResponse\x12N\n\x07GetCart\x12 .wamesh.orders.v1.GetCartRequest\x1a!.wamesh.orders.v1.GetCartResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dwamesh/orders/v1/orders.proto\x12\x10wamesh.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ewamesh/common/v1/content.proto\x1a\x1cwamesh/common/v1/money.proto\"n\n\tOrderItem\x12\x14\n\x0cmenu_item_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12+\n\nunit_price\x18\x04 \x01(\x0b\x32\x17.wamesh.common.v1.Money\"\x7f\n\nFulfilment\x12\x32\n\x06method\x18\x01 \x01(\x0e\x32\".wamesh.orders.v1.FulfilmentMethod\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12,\n\x08location\x18\x03 \x01(\x0b\x32\x1a.wamesh.common.v1.Location\"\xd4\x01\n\x11OrderHistoryEntry\x12\x30\n\nfrom_state\x18\x01 \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12.\n\x08to_state\x18\x02 \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\"\xe9\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x03 \x01(\t\x12\x15\n\rsender_number\x18\x04 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x05 \x01(\t\x12*\n\x05items\x18\x06 \x03(\x0b\x32\x1b.wamesh.orders.v1.OrderItem\x12&\n\x05total\x18\x07 \x01(\x0b\x32\x17.wamesh.common.v1.Money\x12\x30\n\nfulfilment\x18\x08 \x01(\x0b\x32\x1c.wamesh.orders.v1.Fulfilment\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12\x0f\n\x07version\x18\n \x01(\x03\x12\x34\n\x07history\x18\x0b \x03(\x0b\x32#.wamesh.orders.v1.OrderHistoryEntry\x12\x0e\n\x06rating\x18\x0c \x01(\x05\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06number\x18\x0f \x01(\x03\"6\n\x0fGetOrderRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\":\n\x10GetOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\"\x94\x01\n\x11ListOrdersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x04 \x01(\t\x12,\n\x06states\x18\x05 \x03(\x0e\x32\x1c.wamesh.orders.v1.OrderState\"V\n\x12ListOrdersResponse\x12\'\n\x06orders\x18\x01 \x03(\x0b\x32\x17.wamesh.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x13\x41\x64vanceOrderRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x32\n\x0ctarget_state\x18\x03 \x01(\x0e\x32\x1c.wamesh.orders.v1.OrderState\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x03\x12\x0c\n\x04note\x18\x05 \x01(\t\">\n\x14\x41\x64vanceOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\"c\n\x12\x43\x61ncelOrderRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"=\n\x13\x43\x61ncelOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\"<\n\x0eGetCartRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ustomer_number\x18\x02 \x01(\t\"8\n\x0fGetCartResponse\x12%\n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\"?\n\x12WatchOrdersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_position\x18\x02 \x01(\x03\"\x88\x01\n\x13WatchOrdersResponse\x12\x10\n\x08position\x18\x01 \x01(\x03\x12&\n\x05order\x18\x02 \x01(\x0b\x32\x17.wamesh.orders.v1.Order\x12\x37\n\ntransition\x18\x03 \x01(\x0b\x32#.wamesh.orders.v1.OrderHistoryEntry*\x87\x02\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11ORDER_STATE_DRAFT\x10\x01\x12\x19\n\x15ORDER_STATE_CONFIRMED\x10\x02\x12\x19\n\x15ORDER_STATE_PREPARING\x10\x03\x12 \n\x1cORDER_STATE_OUT_FOR_DELIVERY\x10\x04\x12 \n\x1cORDER_STATE_READY_FOR_PICKUP\x10\x05\x12\x19\n\x15ORDER_STATE_DELIVERED\x10\x06\x12\x15\n\x11ORDER_STATE_RATED\x10\x07\x12\x19\n\x15ORDER_STATE_CANCELLED\x10\x08*s\n\x10\x46ulfilmentMethod\x12!\n\x1d\x46ULFILMENT_METHOD_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46ULFILMENT_METHOD_DELIVERY\x10\x01\x12\x1c\n\x18\x46ULFILMENT_METHOD_PICKUP\x10\x02\x32\xa3\x04\n\x0cOrderService\x12Q\n\x08GetOrder\x12!.wamesh.orders.v1.GetOrderRequest\x1a\".wamesh.orders.v1.GetOrderResponse\x12W\n\nListOrders\x12#.wamesh.orders.v1.ListOrdersRequest\x1a$.wamesh.orders.v1.ListOrdersResponse\x12]\n\x0c\x41\x64vanceOrder\x12%.wamesh.orders.v1.AdvanceOrderRequest\x1a&.wamesh.orders.v1.AdvanceOrderResponse\x12Z\n\x0b\x43\x61ncelOrder\x12$.wamesh.orders.v1.CancelOrderRequest\x1a%.wamesh.orders.v1.CancelOrderResponse\x12N\n\x07GetCart\x12 .wamesh.orders.v1.GetCartRequest\x1a!.wamesh.orders.v1.GetCartResponse\x12\\\n\x0bWatchOrders\x12$.wamesh.orders.v1.WatchOrdersRequest\x1a%.wamesh.orders.v1.WatchOrdersResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wamesh.orders.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATE']._serialized_start=1935
-  _globals['_ORDERSTATE']._serialized_end=2198
-  _globals['_FULFILMENTMETHOD']._serialized_start=2200
-  _globals['_FULFILMENTMETHOD']._serialized_end=2315
+  _globals['_ORDERSTATE']._serialized_start=2155
+  _globals['_ORDERSTATE']._serialized_end=2418
+  _globals['_FULFILMENTMETHOD']._serialized_start=2420
+  _globals['_FULFILMENTMETHOD']._serialized_end=2535
   _globals['_ORDERITEM']._serialized_start=146
   _globals['_ORDERITEM']._serialized_end=256
   _globals['_FULFILMENT']._serialized_start=258
@@ -45,27 +45,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERHISTORYENTRY']._serialized_start=388
   _globals['_ORDERHISTORYENTRY']._serialized_end=600
   _globals['_ORDER']._serialized_start=603
-  _globals['_ORDER']._serialized_end=1076
-  _globals['_GETORDERREQUEST']._serialized_start=1078
-  _globals['_GETORDERREQUEST']._serialized_end=1132
-  _globals['_GETORDERRESPONSE']._serialized_start=1134
-  _globals['_GETORDERRESPONSE']._serialized_end=1192
-  _globals['_LISTORDERSREQUEST']._serialized_start=1195
-  _globals['_LISTORDERSREQUEST']._serialized_end=1343
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1345
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1431
-  _globals['_ADVANCEORDERREQUEST']._serialized_start=1434
-  _globals['_ADVANCEORDERREQUEST']._serialized_end=1584
-  _globals['_ADVANCEORDERRESPONSE']._serialized_start=1586
-  _globals['_ADVANCEORDERRESPONSE']._serialized_end=1648
-  _globals['_CANCELORDERREQUEST']._serialized_start=1650
-  _globals['_CANCELORDERREQUEST']._serialized_end=1749
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1751
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1812
-  _globals['_GETCARTREQUEST']._serialized_start=1814
-  _globals['_GETCARTREQUEST']._serialized_end=1874
-  _globals['_GETCARTRESPONSE']._serialized_start=1876
-  _globals['_GETCARTRESPONSE']._serialized_end=1932
-  _globals['_ORDERSERVICE']._serialized_start=2318
-  _globals['_ORDERSERVICE']._serialized_end=2771
+  _globals['_ORDER']._serialized_end=1092
+  _globals['_GETORDERREQUEST']._serialized_start=1094
+  _globals['_GETORDERREQUEST']._serialized_end=1148
+  _globals['_GETORDERRESPONSE']._serialized_start=1150
+  _globals['_GETORDERRESPONSE']._serialized_end=1208
+  _globals['_LISTORDERSREQUEST']._serialized_start=1211
+  _globals['_LISTORDERSREQUEST']._serialized_end=1359
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1361
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1447
+  _globals['_ADVANCEORDERREQUEST']._serialized_start=1450
+  _globals['_ADVANCEORDERREQUEST']._serialized_end=1600
+  _globals['_ADVANCEORDERRESPONSE']._serialized_start=1602
+  _globals['_ADVANCEORDERRESPONSE']._serialized_end=1664
+  _globals['_CANCELORDERREQUEST']._serialized_start=1666
+  _globals['_CANCELORDERREQUEST']._serialized_end=1765
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1767
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1828
+  _globals['_GETCARTREQUEST']._serialized_start=1830
+  _globals['_GETCARTREQUEST']._serialized_end=1890
+  _globals['_GETCARTRESPONSE']._serialized_start=1892
+  _globals['_GETCARTRESPONSE']._serialized_end=1948
+  _globals['_WATCHORDERSREQUEST']._serialized_start=1950
+  _globals['_WATCHORDERSREQUEST']._serialized_end=2013
+  _globals['_WATCHORDERSRESPONSE']._serialized_start=2016
+  _globals['_WATCHORDERSRESPONSE']._serialized_end=2152
+  _globals['_ORDERSERVICE']._serialized_start=2538
+  _globals['_ORDERSERVICE']._serialized_end=3085
 # @@protoc_insertion_point(module_scope)

@@ -191,6 +191,7 @@ class Order(_message.Message):
     RATING_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant_id: _builtins.str
     customer_number: _builtins.str
@@ -203,6 +204,8 @@ class Order(_message.Message):
     """Rises by one on every change; AdvanceOrder and CancelOrder compare against it."""
     rating: _builtins.int
     """1 to 5 once RATED, 0 before."""
+    number: _builtins.int
+    """The tenant's human number for it ("#1042"), given at confirmation; 0 for a cart."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderItem]: ...
     @_builtins.property
@@ -236,10 +239,11 @@ class Order(_message.Message):
         rating: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        number: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "fulfilment", b"fulfilment", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "created_at", b"created_at", "customer_number", b"customer_number", "fulfilment", b"fulfilment", "history", b"history", "id", b"id", "items", b"items", "rating", b"rating", "sender_number", b"sender_number", "state", b"state", "tenant_id", b"tenant_id", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "created_at", b"created_at", "customer_number", b"customer_number", "fulfilment", b"fulfilment", "history", b"history", "id", b"id", "items", b"items", "number", b"number", "rating", b"rating", "sender_number", b"sender_number", "state", b"state", "tenant_id", b"tenant_id", "total", b"total", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -491,3 +495,56 @@ class GetCartResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCartResponse: _TypeAlias = GetCartResponse  # noqa: Y015
+
+@_typing.final
+class WatchOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_POSITION_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    after_position: _builtins.int
+    """The position of the last event seen; 0 starts with the next new one."""
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+        after_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchOrdersRequest: _TypeAlias = WatchOrdersRequest  # noqa: Y015
+
+@_typing.final
+class WatchOrdersResponse(_message.Message):
+    """One transition of one of the tenant's orders, with the order as it stood after it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    TRANSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """Rises with every event of the whole service; resume from it."""
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    @_builtins.property
+    def transition(self) -> Global___OrderHistoryEntry: ...
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        order: Global___Order | None = ...,
+        transition: Global___OrderHistoryEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "transition", b"transition"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "position", b"position", "transition", b"transition"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchOrdersResponse: _TypeAlias = WatchOrdersResponse  # noqa: Y015

@@ -63,6 +63,11 @@ class OrderServiceStub:
                 request_serializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.GetCartRequest.SerializeToString,
                 response_deserializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.GetCartResponse.FromString,
                 _registered_method=True)
+        self.WatchOrders = channel.unary_stream(
+                '/wamesh.orders.v1.OrderService/WatchOrders',
+                request_serializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.WatchOrdersRequest.SerializeToString,
+                response_deserializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.WatchOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -109,6 +114,15 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchOrders(self, request, context):
+        """A tenant's new orders and transitions as they happen, for a live staff dashboard: every
+        event after after_position (0: only new ones), in order, then live. A client that
+        reconnects with the last position it saw misses nothing. Carts (DRAFT) are not shown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +150,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.GetCart,
                     request_deserializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.GetCartRequest.FromString,
                     response_serializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.GetCartResponse.SerializeToString,
+            ),
+            'WatchOrders': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOrders,
+                    request_deserializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.WatchOrdersRequest.FromString,
+                    response_serializer=wamesh_dot_orders_dot_v1_dot_orders__pb2.WatchOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -277,6 +296,33 @@ class OrderService:
             '/wamesh.orders.v1.OrderService/GetCart',
             wamesh_dot_orders_dot_v1_dot_orders__pb2.GetCartRequest.SerializeToString,
             wamesh_dot_orders_dot_v1_dot_orders__pb2.GetCartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wamesh.orders.v1.OrderService/WatchOrders',
+            wamesh_dot_orders_dot_v1_dot_orders__pb2.WatchOrdersRequest.SerializeToString,
+            wamesh_dot_orders_dot_v1_dot_orders__pb2.WatchOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,11 @@ class OrderServiceStub:
     """
     GetCart: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetCartRequest, _orders_pb2.GetCartResponse]
     """A customer's open cart (the DRAFT order); NOT_FOUND if there is none."""
+    WatchOrders: _grpc.UnaryStreamMultiCallable[_orders_pb2.WatchOrdersRequest, _orders_pb2.WatchOrdersResponse]
+    """A tenant's new orders and transitions as they happen, for a live staff dashboard: every
+    event after after_position (0: only new ones), in order, then live. A client that
+    reconnects with the last position it saw misses nothing. Carts (DRAFT) are not shown.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -75,6 +80,11 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """
     GetCart: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetCartRequest, _orders_pb2.GetCartResponse]  # type: ignore[assignment]
     """A customer's open cart (the DRAFT order); NOT_FOUND if there is none."""
+    WatchOrders: _aio.UnaryStreamMultiCallable[_orders_pb2.WatchOrdersRequest, _orders_pb2.WatchOrdersResponse]  # type: ignore[assignment]
+    """A tenant's new orders and transitions as they happen, for a live staff dashboard: every
+    event after after_position (0: only new ones), in order, then live. A client that
+    reconnects with the last position it saw misses nothing. Carts (DRAFT) are not shown.
+    """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Carts and orders. Customers build and confirm them through the bot (fed by the "inbound"
@@ -126,5 +136,16 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.GetCartResponse, _abc.Awaitable[_orders_pb2.GetCartResponse]]:
         """A customer's open cart (the DRAFT order); NOT_FOUND if there is none."""
+
+    @_abc_1.abstractmethod
+    def WatchOrders(
+        self,
+        request: _orders_pb2.WatchOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orders_pb2.WatchOrdersResponse], _abc.AsyncIterator[_orders_pb2.WatchOrdersResponse]]:
+        """A tenant's new orders and transitions as they happen, for a live staff dashboard: every
+        event after after_position (0: only new ones), in order, then live. A client that
+        reconnects with the last position it saw misses nothing. Carts (DRAFT) are not shown.
+        """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

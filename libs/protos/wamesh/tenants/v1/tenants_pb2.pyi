@@ -183,6 +183,7 @@ class BotSettings(_message.Message):
     PROMO_TEXT_FIELD_NUMBER: _builtins.int
     APOLOGY_TEXT_FIELD_NUMBER: _builtins.int
     LANGUAGES_FIELD_NUMBER: _builtins.int
+    STAFF_NUMBERS_FIELD_NUMBER: _builtins.int
     greeting: _builtins.str
     """First message of a conversation."""
     promo_text: _builtins.str
@@ -197,6 +198,12 @@ class BotSettings(_message.Message):
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """BCP 47 tags the bot answers in; empty means only the tenant's default_language."""
 
+    @_builtins.property
+    def staff_numbers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """E.164 numbers of the tenant's staff: told of each confirmed order, and the only numbers
+        whose "#1042 preparing" moves an order.
+        """
+
     def __init__(
         self,
         *,
@@ -205,10 +212,11 @@ class BotSettings(_message.Message):
         promo_text: _builtins.str = ...,
         apology_text: _builtins.str = ...,
         languages: _abc.Iterable[_builtins.str] | None = ...,
+        staff_numbers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["apology_text", b"apology_text", "greeting", b"greeting", "languages", b"languages", "menu", b"menu", "promo_text", b"promo_text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apology_text", b"apology_text", "greeting", b"greeting", "languages", b"languages", "menu", b"menu", "promo_text", b"promo_text", "staff_numbers", b"staff_numbers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
