@@ -99,7 +99,7 @@ async def seed(dsn: str, count: int) -> tuple[str, int]:
         window = last + timedelta(hours=24)
         await connection.copy_records_to_table(
             "conversations",
-            records=[(*conversation, "Ana", last, last, window, count, None, first)],
+            records=[(*conversation, "Ana", last, last, window, count, None, first, None)],
         )
         records = [  # "SM" + uuid4 hex (RecordInbound's SIDs) never looks like these SIDs
             (str(uuid.uuid4()), *keys, f"hola {i}", content, f"SM{i:032x}", *rest, at, at)

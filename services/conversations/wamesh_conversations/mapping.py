@@ -60,6 +60,7 @@ def conversation_of(row: sa.RowMapping) -> pb.Conversation:
         last_message_at=timestamp(row["last_message_at"]),
         unread_count=row["unread_count"],
         created_at=timestamp(row["created_at"]),
+        opted_out=row["opted_out_at"] is not None,
     )
     if row["window_open_until"] is not None:
         conversation.window_open_until.CopyFrom(timestamp(row["window_open_until"]))

@@ -28,6 +28,9 @@ conversations = sa.Table(
     sa.Column("unread_count", sa.Integer, nullable=False),
     sa.Column("read_through", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Since when the customer wants no messages from this sender (STOP, or Twilio's 21610);
+    # NULL while they are opted in. Outbound messages are refused while it is set.
+    sa.Column("opted_out_at", sa.DateTime(timezone=True)),
     # What the upserts collide on: one conversation per tenant, sender and customer.
     sa.UniqueConstraint("tenant_id", "sender_number", "customer_number"),
     # ListConversations: a tenant's conversations, newest activity first (and unread only).

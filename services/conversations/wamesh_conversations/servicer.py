@@ -1,12 +1,13 @@
 """ConversationStore over gRPC: validate, check who is asking, call the store, answer.
 
-Writes take the internal identity (ingress, dispatcher); reads take the admin token or a
-tenant token for its own tenant. The call's span names the tenant a request names
-(``wamesh.tenant.id``), once that is a valid tenant id.
+Writes take the internal identity (ingress, dispatcher), SetOptOut the admin token too; reads
+take the admin token or a tenant token for its own tenant. The call's span names the tenant a
+request names (``wamesh.tenant.id``), once that is a valid tenant id.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from wamesh_kit.rpc.auth import Access, require_tenant_access, requires
 from wamesh_kit.rpc.errors import status_code_for
 from wamesh_kit.telemetry import tag_tenant
 
+log = logging.getLogger(__name__)
 # Conversations by last message, messages by creation: each keyed by (time, id).
 PAGES = PageTokens[tuple[datetime, str]](datetime, str)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -147,14 +149,7 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
                 tenant_id, validation.conversation_id(request.conversation_id)
             )
         elif key == "participants":
-            participants = validation.Participants(
-                sender_number=validation.number(
-                    request.participants.sender_number, "participants.sender_number"
-                ),
-                customer_number=validation.number(
-                    request.participants.customer_number, "participants.customer_number"
-                ),
-            )
+            participants = validation.participants(request.participants)
             conversation = await self._store.get_conversation(tenant_id, participants)
         else:
             raise InvalidArgument("conversation_id or participants is required", field="key")
@@ -215,6 +210,25 @@ class ConversationStoreServicer(conversations_pb2_grpc.ConversationStoreServicer
             through = validation.when(request.read_through, True, field="read_through")
         conversation = await self._store.mark_read(tenant_id, conversation_id, through)
         return pb.MarkReadResponse(conversation=conversation)
+
+    @requires(Access.INTERNAL | Access.ADMIN)
+    async def SetOptOut(
+        self, request: pb.SetOptOutRequest, context: Context
+    ) -> pb.SetOptOutResponse:
+        _tag_tenant(request.tenant_id)
+        participants = validation.opt_out(request)
+        conversation, changed = await self._store.set_opt_out(
+            request.tenant_id, participants, request.opted_out
+        )
+        if changed:
+            log.info(
+                "conversation %s of tenant %s opted %s (%s)",
+                conversation.id,
+                request.tenant_id,
+                "out" if request.opted_out else "back in",
+                request.reason or "no reason given",
+            )
+        return pb.SetOptOutResponse(conversation=conversation, changed=changed)
 
 
 def _refusal(error: DomainError) -> pb.RecordRefusal:

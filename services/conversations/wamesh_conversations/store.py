@@ -10,6 +10,11 @@ The three write statements share their parts: each is put together below from on
 per part (the message insert, the conversation upsert, the event insert), so a column or an
 upsert rule is written once. An inbound message's parameters are one :class:`InboundRow`:
 the single statement binds its fields by name, the batch one binds one array per field.
+
+A conversation's opt-out is read in the very statement whose write it decides: an inbound
+event says whether the customer had opted out when the message was stored (the flag is
+appended to its payload in SQL, from the upserted row), and an outbound message to a customer
+who opted out is stored FAILED with 21610 instead of PENDING.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from wamesh_kit.timestamps import timestamp
 
 __all__ = [
     "INBOUND_STREAM",
+    "OPTED_OUT_CODE",
     "STATUSES_STREAM",
     "BatchOutcome",
     "ConversationStore",
@@ -60,6 +66,13 @@ INBOUND_STREAM = stream_key("inbound")
 STATUSES_STREAM = stream_key("statuses")
 _CONVERSATION_IDS = uuid.UUID("6c1e3f0e-2f57-4c43-9a35-0c7f2b8f9d10")
 _INBOUND, _OUTBOUND = pb.DIRECTION_INBOUND, pb.DIRECTION_OUTBOUND
+# Twilio's "attempt to send to unsubscribed recipient": what an outbound message to a customer
+# who opted out is failed with, before it ever reaches Twilio.
+OPTED_OUT_CODE = 21610
+OPTED_OUT_MESSAGE = "the customer opted out of messages from this sender"
+# Protobuf concatenation merges, the last value of a field winning: appended to a serialized
+# InboundMessageEvent, these bytes set its customer_opted_out.
+_OPTED_OUT_FLAG = events_pb2.InboundMessageEvent(customer_opted_out=True).SerializeToString()
 # The RecordInbound statements' parameters that are the same for every message (with
 # recorded_at, the same for every message of a call).
 _INBOUND_FIXED: Mapping[str, Any] = {
@@ -183,6 +196,13 @@ def _insert_events(rows: str) -> str:
         {rows}"""
 
 
+def _flagged(payload: str, conversation: str) -> str:
+    """``payload`` (a serialized InboundMessageEvent) with customer_opted_out set when the
+    ``conversation`` row (its alias) is opted out."""
+    return f"""CAST({payload} AS bytea) || CASE WHEN {conversation}.opted_out_at IS NOT NULL
+               THEN decode('{_OPTED_OUT_FLAG.hex()}', 'hex') ELSE decode('', 'hex') END"""
+
+
 def _with(final: str, **ctes: str) -> str:
     """``WITH name AS (cte), ... final``: one statement of CTEs, run in the order given."""
     parts = ", ".join(f"{name} AS ({body}\n    )" for name, body in ctes.items())
@@ -227,8 +247,10 @@ _RECORD_INBOUND = sa.text(
         ),
         # Fed by the upsert, so its id is taken under the conversation's row lock: events of
         # one conversation get ids in commit order, which the relay publishes in.
+        # The upsert leaves opted_out_at as it was: the flag is the state before this message.
         event=_insert_events(
-            """SELECT :stream, :message_type, :payload, :traceparent, :tracestate, now()
+            f"""SELECT :stream, :message_type, {_flagged(":payload", "conversation")},
+               :traceparent, :tracestate, now()
         FROM conversation"""
         ),
     )
@@ -267,10 +289,11 @@ _RECORD_INBOUND_BATCH = sa.text(
                 WHERE n.conversation_id = c.id
                   AND (c.read_through IS NULL OR n.created_at > c.read_through)"""
             ),
-            returning="c.id",
+            returning="c.id, c.opted_out_at",
         ),
         event=_insert_events(
-            """SELECT :stream, :message_type, i.payload, i.traceparent, i.tracestate, now()
+            f"""SELECT :stream, :message_type, {_flagged("i.payload", "c")},
+               i.traceparent, i.tracestate, now()
         FROM input i
         JOIN new_message n ON n.id = i.message_id
         JOIN conversation c ON c.id = i.conversation_id
@@ -282,9 +305,22 @@ _RECORD_INBOUND_BATCH = sa.text(
 _RECORD_OUTBOUND = sa.text(
     _with(
         "SELECT * FROM new_message",
+        # Refused: the customer opted out, and the caller did not say to send despite it.
+        refusal="""
+        SELECT EXISTS (SELECT FROM conversations
+                       WHERE id = :conversation_id AND opted_out_at IS NOT NULL)
+               AND NOT CAST(:despite_opt_out AS boolean) AS refused""",
         new_message=_insert_messages(
-            """VALUES (:message_id, :tenant_id, :conversation_id, :direction, :status, :body,
-                :content, :idempotency_key, 0, '', :history, now(), now())""",
+            f"""SELECT :message_id, :tenant_id, :conversation_id, :direction,
+               CASE WHEN refused THEN {pb.MESSAGE_STATUS_FAILED}
+                    ELSE CAST(:status AS smallint) END,
+               :body, :content, :idempotency_key,
+               CASE WHEN refused THEN {OPTED_OUT_CODE} ELSE 0 END,
+               CASE WHEN refused THEN CAST(:refusal_message AS text) ELSE '' END,
+               CASE WHEN refused THEN CAST(:refused_history AS bytea)
+                    ELSE CAST(:history AS bytea) END,
+               now(), now()
+        FROM refusal""",
             key="idempotency_key",
             returning="*",
         ),
@@ -297,6 +333,21 @@ _RECORD_OUTBOUND = sa.text(
         ),
     )
 )
+
+
+# SetOptOut: the conversation is created (with no message) if there is none, and changed only
+# if its state differs, so a row comes back only when this call created or changed it.
+_SET_OPT_OUT = sa.text(
+    """
+    INSERT INTO conversations AS c (id, tenant_id, sender_number, customer_number, profile_name,
+                                    last_message_at, unread_count, created_at, opted_out_at)
+    VALUES (:conversation_id, :tenant_id, :sender_number, :customer_number, '', now(), 0, now(),
+            CASE WHEN CAST(:opted_out AS boolean) THEN now() END)
+    ON CONFLICT (tenant_id, sender_number, customer_number) DO UPDATE
+        SET opted_out_at = excluded.opted_out_at
+        WHERE (c.opted_out_at IS NULL) <> (excluded.opted_out_at IS NULL)
+    RETURNING c.*, (c.xmax = 0) AS created"""
+)  # xmax is 0 only on a row version no update wrote: here, the inserted one
 
 
 class ConversationStore:
@@ -374,13 +425,23 @@ class ConversationStore:
             "content": outbound_content(request),
             "idempotency_key": request.idempotency_key,
             "history": _history([StatusChange(pb.MESSAGE_STATUS_PENDING, now)]),
+            "refused_history": _history(
+                [
+                    StatusChange(pb.MESSAGE_STATUS_PENDING, now),
+                    StatusChange(pb.MESSAGE_STATUS_FAILED, now, OPTED_OUT_CODE, OPTED_OUT_MESSAGE),
+                ]
+            ),
+            "refusal_message": OPTED_OUT_MESSAGE,
+            "despite_opt_out": request.despite_opt_out,
             "sender_number": participants.sender_number,
             "customer_number": participants.customer_number,
         }
         async with self._autocommit() as connection:
             row = (await connection.execute(_RECORD_OUTBOUND, parameters)).mappings().first()
             if row is not None:
-                return pb.RecordOutboundResponse(message=message_of(row))
+                return pb.RecordOutboundResponse(
+                    message=message_of(row), recipient_opted_out=_refused_for_opt_out(row)
+                )
             original = await _one_message(
                 connection,
                 messages.c.tenant_id == request.tenant_id,
@@ -388,7 +449,31 @@ class ConversationStore:
             )
         if original is None:  # only if deleted in between, which nothing does
             raise FailedPrecondition("the message vanished; retry", field="idempotency_key")
-        return pb.RecordOutboundResponse(message=message_of(original), duplicate=True)
+        return pb.RecordOutboundResponse(
+            message=message_of(original),
+            duplicate=True,
+            recipient_opted_out=_refused_for_opt_out(original),
+        )
+
+    async def set_opt_out(
+        self, tenant_id: str, participants: Participants, opted_out: bool
+    ) -> tuple[pb.Conversation, bool]:
+        """Opt the conversation's customer out (or back in), creating the conversation if
+        there is none; True if its state changed (a new conversation starts opted in)."""
+        conversation_id = conversation_id_for(tenant_id, participants)
+        parameters = {
+            "conversation_id": conversation_id,
+            "tenant_id": tenant_id,
+            "sender_number": participants.sender_number,
+            "customer_number": participants.customer_number,
+            "opted_out": opted_out,
+        }
+        async with self._autocommit() as connection:
+            row = (await connection.execute(_SET_OPT_OUT, parameters)).mappings().first()
+            if row is None:  # already in that state
+                stored = await _conversation_row(connection, tenant_id, conversation_id)
+                return conversation_of(stored), False
+        return conversation_of(row), opted_out or not row["created"]
 
     async def update_outbound(
         self,
@@ -547,6 +632,15 @@ class ConversationStore:
     def _autocommit(self) -> AsyncConnection:
         """A connection whose single statements commit on their own (no BEGIN/COMMIT trips)."""
         return self._single_statements.connect()
+
+
+def _refused_for_opt_out(row: sa.RowMapping) -> bool:
+    """The outbound message was failed for the customer's opt-out, before it was sent."""
+    return (
+        row["status"] == pb.MESSAGE_STATUS_FAILED
+        and row["error_code"] == OPTED_OUT_CODE
+        and row["provider_sid"] is None
+    )
 
 
 def _position(after: tuple[datetime, str]) -> Any:

@@ -86,6 +86,21 @@ def outbound(request: pb.RecordOutboundRequest) -> Participants:
     return Participants(sender, customer)
 
 
+def participants(key: pb.ConversationKey, field: str = "participants") -> Participants:
+    """The two numbers of a conversation, named ``<field>.sender_number`` and
+    ``<field>.customer_number`` when refused."""
+    return Participants(
+        sender_number=_number(key.sender_number, f"{field}.sender_number"),
+        customer_number=_number(key.customer_number, f"{field}.customer_number"),
+    )
+
+
+def opt_out(request: pb.SetOptOutRequest) -> Participants:
+    ids.tenant_id(request.tenant_id)
+    bounded_text(request.reason, "reason")
+    return participants(request.participants)
+
+
 def idempotency_key(value: str) -> str:
     if not value.strip():
         raise InvalidArgument("is required", field="idempotency_key")

@@ -39,6 +39,7 @@ GET_CREDENTIALS = "/wamesh.tenants.v1.TenantRegistry/GetCredentials"
 # Both idempotent on the job's key: safe for grpc to retry.
 RECORD_OUTBOUND = "/wamesh.conversations.v1.ConversationStore/RecordOutbound"
 UPDATE_OUTBOUND = "/wamesh.conversations.v1.ConversationStore/UpdateOutbound"
+SET_OPT_OUT = "/wamesh.conversations.v1.ConversationStore/SetOptOut"
 
 
 @asynccontextmanager
@@ -91,7 +92,7 @@ async def dispatcher_service(
             make_channel(
                 settings.conversations_target,
                 token=settings.internal_token.get_secret_value(),
-                idempotent_methods=[RECORD_OUTBOUND, UPDATE_OUTBOUND],
+                idempotent_methods=[RECORD_OUTBOUND, UPDATE_OUTBOUND, SET_OPT_OUT],
                 default_timeout=settings.rpc_timeout_s,
                 tracer_provider=tracer_provider,
             )
@@ -149,7 +150,7 @@ async def dispatcher_service(
             ):
                 await sending.run(stop)
 
-        late = LateFailures(store, backing.redis, backoff)
+        late = LateFailures(store, backing.redis, backoff, records)
 
         async def settle_late_failures(stop: asyncio.Event) -> None:
             await late.consumer(sending.worker.instance_id).run(stop)

@@ -1,7 +1,8 @@
 """Failures Twilio reports after it accepted a message (a status callback: 63016 outside the
-24-hour window, 63018 the sender's rate, an undelivered message), which the conversation
-store publishes on the ``statuses`` stream: each settles its job as the one error table
-says, as if the create itself had failed that way.
+24-hour window, 63018 the sender's rate, 21610 the recipient opted out, an undelivered
+message), which the conversation store publishes on the ``statuses`` stream: each settles
+its job as the one error table says, as if the create itself had failed that way (21610
+also opts the recipient out in the conversation store).
 
 Every replica consumes the stream in one consumer group, so each event is handled once; a
 repeated event finds its job no longer SENT with that SID and changes nothing.
@@ -18,7 +19,8 @@ from wamesh.conversations.v1 import conversations_pb2
 from wamesh.events.v1 import events_pb2
 from wamesh_dispatcher import bell
 from wamesh_dispatcher.backoff import Backoff
-from wamesh_dispatcher.outcomes import Action, Failure, classify
+from wamesh_dispatcher.outcomes import OPTED_OUT, Action, Failure, classify
+from wamesh_dispatcher.records import OutboundRecords
 from wamesh_dispatcher.store import Finish, JobStore
 from wamesh_kit.keys import stream_key
 from wamesh_kit.streams import StreamConsumer, StreamEntry
@@ -31,10 +33,17 @@ FAILED = (conversations_pb2.MESSAGE_STATUS_FAILED, conversations_pb2.MESSAGE_STA
 
 
 class LateFailures:
-    def __init__(self, store: JobStore, redis: aioredis.Redis, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        redis: aioredis.Redis,
+        backoff: Backoff,
+        records: OutboundRecords | None = None,
+    ) -> None:
         self._store = store
         self._redis = redis
         self._backoff = backoff
+        self._records = records
 
     def consumer(self, name: str) -> StreamConsumer[events_pb2.MessageStatusEvent]:
         return StreamConsumer(
@@ -58,6 +67,8 @@ class LateFailures:
         if job is None:
             return
         log.info("job %s failed after acceptance (%d): %s", job.id, event.error_code, job.state)
+        if event.error_code == OPTED_OUT and self._records is not None:
+            await self._records.opt_out(job)
         if job.state in ("queued", "retrying"):
             await bell.ring(self._redis, job.tenant_id, job.sender_number, [job.id])
 

@@ -12,8 +12,9 @@ Why each class is what it is:
 - FINAL: Twilio will refuse the same message every time (invalid recipient 21211 / 21614 /
   63003, blocked by the user 63014, invalid content 63021, any 4xx this table does not
   know): retrying only burns the sender's quality rating. The code and message are kept.
-- OPT_OUT (21610): final too, and the recipient is marked opted out so nothing later is
-  attempted until they write START.
+- OPT_OUT (21610): final too, and the recipient is marked opted out in the conversation
+  store, which then fails their later jobs' messages before they are tried (the runner ends
+  such a job at once with the same code) until they write START.
 - WINDOW_CLOSED (63016): free-form text outside the 24-hour window; the same recipient takes
   a template, so the job's fallback template is sent if it has one, else it fails.
 - PAUSE_SENDER (20003, 63007, any 401): the credentials or the sender are wrong, so every
@@ -58,6 +59,9 @@ class Rule:
     ambiguous_on_create: bool = False
 
 
+# Twilio's "attempt to send to unsubscribed recipient".
+OPTED_OUT = 21610
+
 TABLE: Mapping[int | Cause, Rule] = {
     20429: Rule(Action.RETRY, "too many requests"),
     63018: Rule(Action.RETRY, "sender rate limit exceeded"),
@@ -66,7 +70,7 @@ TABLE: Mapping[int | Cause, Rule] = {
     63003: Rule(Action.FINAL, "invalid recipient"),
     63014: Rule(Action.FINAL, "recipient blocked the sender"),
     63021: Rule(Action.FINAL, "invalid content"),
-    21610: Rule(Action.OPT_OUT, "recipient opted out"),
+    OPTED_OUT: Rule(Action.OPT_OUT, "recipient opted out"),
     63016: Rule(Action.WINDOW_CLOSED, "outside the 24-hour window"),
     20003: Rule(Action.PAUSE_SENDER, "credentials refused"),
     63007: Rule(Action.PAUSE_SENDER, "sender not found for these credentials"),

@@ -39,8 +39,8 @@ from redis.exceptions import RedisError
 from wamesh_dispatcher.backoff import Backoff
 from wamesh_dispatcher.bell import bell_stream, job_id_of
 from wamesh_dispatcher.metrics import SendMetrics
-from wamesh_dispatcher.outcomes import Action, Outcome
-from wamesh_dispatcher.records import OutboundRecords
+from wamesh_dispatcher.outcomes import OPTED_OUT, Action, Outcome
+from wamesh_dispatcher.records import OutboundRecords, Recorded
 from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
 from wamesh_dispatcher.twilio_api import Content, Sent, TwilioApi
 from wamesh_kit.streams import entry_context
@@ -377,7 +377,8 @@ class SenderRunner:
         api = await self._current_api()
         content = _content(job)
         records = self._deps.records
-        if records is not None and not await records.record(job):
+        recorded = Recorded.YES if records is None else await records.record(job)
+        if recorded is Recorded.STORE_AWAY:
             # The conversation must show what is sent: wait for the store, without the
             # attempt counting against the job.
             wait = timedelta(seconds=self._deps.backoff.delay(1))
@@ -388,6 +389,11 @@ class SenderRunner:
                 error_message="the conversation store is away",
                 next_attempt_at=utcnow() + wait,
                 refund=True,
+            )
+        if recorded is Recorded.RECIPIENT_OPTED_OUT:
+            # The store failed the message: final, and no send of the job's is spent on it.
+            return Finish(
+                "opted_out", "failed", started, OPTED_OUT, "recipient opted out", refund=True
             )
         if doubt.since is not None:
             found = await self._find(job, doubt.since, doubt.known)
@@ -456,6 +462,8 @@ class SenderRunner:
                 code,
             )
             return Finish("paused", "queued", started, code, outcome.message, refund=True)
+        if outcome.action is Action.OPT_OUT and self._deps.records is not None:
+            await self._deps.records.opt_out(job)
         return Finish("failed", "failed", started, code, f"{outcome.reason}: {outcome.message}")
 
     def _count(self, finish: Finish) -> None:
@@ -464,7 +472,7 @@ class SenderRunner:
             return
         metrics.attempts.labels(finish.outcome).inc()
         metrics.send_seconds.observe((utcnow() - finish.started_at).total_seconds())
-        if finish.outcome not in ("sent", "found", "deferred"):
+        if finish.outcome not in ("sent", "found", "deferred", "opted_out"):
             metrics.twilio_errors.labels(str(finish.error_code)).inc()
         if finish.outcome == "ambiguous":
             metrics.unsettled.inc()

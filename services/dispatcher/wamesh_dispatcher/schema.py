@@ -30,6 +30,8 @@ jobs = sa.Table(
     sa.Column("fallback_template", postgresql.JSONB, nullable=True),
     sa.Column("priority", sa.Text, nullable=False),  # interactive, bulk
     sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    # Sent even to a recipient who opted out (Enqueue's despite_opt_out).
+    sa.Column("despite_opt_out", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("state", sa.Text, nullable=False),  # queued … dead
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error_code", sa.Integer, nullable=False),

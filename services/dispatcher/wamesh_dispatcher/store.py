@@ -48,6 +48,7 @@ class NewJob:
     fallback_template: Template | None = None
     priority: str = "interactive"
     not_before: datetime | None = None
+    despite_opt_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class JobRow:
     updated_at: datetime
     sent_at: datetime | None
     dead_at: datetime | None
+    despite_opt_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def _job(row: sa.RowMapping) -> JobRow:
         updated_at=row["updated_at"],
         sent_at=row["sent_at"],
         dead_at=row["dead_at"],
+        despite_opt_out=row["despite_opt_out"],
     )
 
 
@@ -160,6 +163,7 @@ def _values(job: NewJob, now: datetime) -> dict[str, Any]:
         "fallback_template": _raw_template(job.fallback_template),
         "priority": job.priority,
         "not_before": job.not_before,
+        "despite_opt_out": job.despite_opt_out,
         "state": "queued",
         "attempts": 0,
         "last_error_code": 0,

@@ -198,4 +198,5 @@ def job(request: pb.EnqueueRequest, now: datetime, prefix: str = "") -> NewJob:
         fallback_template=fallback,
         priority=priority(request.priority, f"{prefix}priority"),
         not_before=not_before(request, now, f"{prefix}not_before"),
+        despite_opt_out=request.despite_opt_out,
     )

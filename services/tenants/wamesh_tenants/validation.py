@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import re
 import zoneinfo
+from collections.abc import Iterable
 
 from google.protobuf.duration_pb2 import Duration
 
 from wamesh.common.v1.money_pb2 import Money
 from wamesh.tenants.v1 import tenants_pb2 as pb
 from wamesh_kit.errors import InvalidArgument
+from wamesh_kit.numbers import normalize_number
 
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 CURRENCY = re.compile(r"[A-Z]{3}")
@@ -108,7 +110,22 @@ def bot(value: pb.BotSettings, *, field: str = "bot") -> pb.BotSettings:
         _bounded(getattr(value, name), f"{field}.{name}", MAX_BOT_TEXT)
     for index, tag in enumerate(value.languages):
         language(tag, field=f"{field}.languages[{index}]")
-    return value
+    normalised = pb.BotSettings()
+    normalised.CopyFrom(value)
+    del normalised.staff_numbers[:]
+    normalised.staff_numbers.extend(_staff_numbers(value.staff_numbers, f"{field}.staff_numbers"))
+    return normalised
+
+
+def _staff_numbers(numbers: Iterable[str], field: str) -> list[str]:
+    """E.164, each once: the bot matches a writer's number against them."""
+    found: list[str] = []
+    for index, raw in enumerate(numbers):
+        number = normalize_number(raw, field=f"{field}[{index}]")
+        if number in found:
+            raise InvalidArgument(f"{number} is listed twice", field=f"{field}[{index}]")
+        found.append(number)
+    return found
 
 
 def _price(price: Money, field: str) -> None:

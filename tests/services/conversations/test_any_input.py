@@ -55,6 +55,13 @@ status_requests = st.builds(
     error_code=st.integers(min_value=-(2**31), max_value=2**31 - 1),
     error_message=text,
 )
+opt_out_requests = st.builds(
+    pb.SetOptOutRequest,
+    tenant_id=tenantish,
+    participants=st.builds(pb.ConversationKey, customer_number=numberish, sender_number=numberish),
+    opted_out=st.booleans(),
+    reason=text,
+)
 list_requests = st.builds(
     pb.ListMessagesRequest,
     tenant_id=tenantish,
@@ -95,3 +102,11 @@ async def test_any_status_callback(internal: Any, request: pb.RecordStatusReques
 @given(request=list_requests)
 async def test_any_message_listing(admin: Any, request: pb.ListMessagesRequest) -> None:
     await answered_or_refused(admin.ListMessages(request))
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(request=opt_out_requests)
+async def test_any_opt_out(internal: Any, request: pb.SetOptOutRequest) -> None:
+    await answered_or_refused(internal.SetOptOut(request))

@@ -87,6 +87,13 @@ async def test_each_call_names_its_tenant_on_its_span(
         await reader.MarkRead(
             pb.MarkReadRequest(tenant_id=tenant_id, conversation_id=conversation_id)
         )
+        await reader.SetOptOut(
+            pb.SetOptOutRequest(
+                tenant_id=tenant_id,
+                participants=pb.ConversationKey(customer_number=customer, sender_number=sender),
+                opted_out=True,
+            )
+        )
         # A refused call is found by its tenant too...
         refused = inbound(tenant_id, customer, sender)
         refused.message.from_address = "not a number"
@@ -113,6 +120,7 @@ async def test_each_call_names_its_tenant_on_its_span(
         ("ListConversations", tenant_id),
         ("ListMessages", tenant_id),
         ("MarkRead", tenant_id),
+        ("SetOptOut", tenant_id),
         ("RecordInbound", tenant_id),
         ("ListConversations", None),
         ("RecordInboundBatch", None),

@@ -33,6 +33,8 @@ from wamesh.workers.v1.workers_pb2_grpc import WorkerRegistryStub
 from wamesh_dispatcher.app import dispatcher_service
 from wamesh_dispatcher.bell import session_id
 from wamesh_dispatcher.settings import DispatcherSettings
+from wamesh_dispatcher.store import JobStore
+from wamesh_kit.db import make_engine
 from wamesh_kit.localinfra import LocalRedis
 from wamesh_kit.migrations import service_histories, upgrade_database
 from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
@@ -392,3 +394,20 @@ async def test_a_new_sender_gets_its_session_in_the_workers_registry(
                 await asyncio.sleep(0.05)
 
     assert [(s.id, s.kind) for s in sessions] == [(session_id(tenant_id, sender), "twilio")]
+
+
+async def test_despite_opt_out_is_kept_with_the_job(
+    internal: Any, tenants_admin: Any, dispatcher_dsn: str
+) -> None:
+    tenant_id, _ = await new_tenant(tenants_admin)
+    confirmation = await internal.Enqueue(message(tenant_id, despite_opt_out=True))
+    plain = await internal.Enqueue(message(tenant_id))
+
+    engine = make_engine(dispatcher_dsn)
+    try:
+        store = JobStore(engine)
+        kept, _ = await store.job(tenant_id, job_id=confirmation.job.id)
+        other, _ = await store.job(tenant_id, job_id=plain.job.id)
+    finally:
+        await engine.dispose()
+    assert (kept.despite_opt_out, other.despite_opt_out) == (True, False)

@@ -69,6 +69,15 @@ async def test_create_stores_limits_and_bot_settings(admin: Any) -> None:
     assert fetched.time_zone == "Europe/Madrid"
 
 
+async def test_staff_numbers_are_stored_in_e164(admin: Any) -> None:
+    bot = pb.BotSettings(staff_numbers=["whatsapp:+34 600 111 222", "+14155238886"])
+
+    tenant = await create_tenant(admin, bot=bot)
+
+    fetched = (await admin.GetTenant(pb.GetTenantRequest(tenant_id=tenant.id))).tenant
+    assert list(fetched.bot.staff_numbers) == ["+34600111222", "+14155238886"]
+
+
 async def test_create_is_idempotent_on_the_request_id(admin: Any) -> None:
     request = pb.CreateTenantRequest(
         request_id=uuid.uuid4().hex, tenant_id=unique_id(), display_name="Once"
@@ -130,6 +139,12 @@ async def test_a_taken_tenant_id_is_already_exists(admin: Any) -> None:
         ({"bot": pb.BotSettings(menu=[menu_item(name="")])}, "bot.menu[0].name"),
         ({"bot": pb.BotSettings(greeting="x" * 1601)}, "bot.greeting"),
         ({"bot": pb.BotSettings(languages=["es", "??"])}, "bot.languages[1]"),
+        ({"bot": pb.BotSettings(staff_numbers=["+34600111222", "6001"])}, "bot.staff_numbers[1]"),
+        ({"bot": pb.BotSettings(staff_numbers=[""])}, "bot.staff_numbers[0]"),
+        (
+            {"bot": pb.BotSettings(staff_numbers=["+34600111222", "whatsapp:+34 600 111 222"])},
+            "bot.staff_numbers[1]",
+        ),
     ],
 )
 async def test_invalid_tenants_are_refused_naming_the_field(
