@@ -102,6 +102,7 @@ def test_a_package_imports_only_what_it_installs(distribution: str) -> None:
         ("conversations", {"starlette", "uvicorn", "twilio", "cryptography", "pgserver"}),
         ("workers", {"starlette", "uvicorn", "twilio", "cryptography", "pgserver"}),
         ("dispatcher", {"starlette", "uvicorn", "cryptography", "pgserver", "kubernetes"}),
+        ("orders", {"starlette", "uvicorn", "twilio", "cryptography", "pgserver", "kubernetes"}),
     ],
 )
 def test_a_service_installs_none_of_what_others_need(name: str, kept_out: set[str]) -> None:

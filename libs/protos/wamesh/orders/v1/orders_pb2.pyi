@@ -529,7 +529,7 @@ class WatchOrdersResponse(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     TRANSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
-    """Rises with every event of the whole service; resume from it."""
+    """Rises with every event of the tenant (in commit order); resume from it."""
     @_builtins.property
     def order(self) -> Global___Order: ...
     @_builtins.property

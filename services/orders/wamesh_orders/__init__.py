@@ -1,0 +1,1 @@
+"""wamesh's orders: each tenant's WhatsApp ordering bot and the order lifecycle."""

@@ -1,0 +1,36 @@
+"""The orders service's settings, from ``WAMESH_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from wamesh_kit.settings import DatabaseServiceSettings
+
+
+class OrdersSettings(DatabaseServiceSettings):
+    service_name: str = "orders"
+    grpc_listen: str = "127.0.0.1:50053"
+    metrics_listen: str = "127.0.0.1:9463"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/orders"
+    tenants_target: str = "127.0.0.1:50051"
+    conversations_target: str = "127.0.0.1:50052"
+    dispatcher_target: str = "127.0.0.1:50054"
+    rpc_timeout_s: float = Field(default=2.0, gt=0)
+    instance_id: str = Field(
+        default="", description="Consumer name in the inbound group; empty: one per start"
+    )
+    inbound_redelivery_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an inbound event may stay unacknowledged (its handler failed, "
+        "or its replica died) before it is handled again",
+    )
+    rating_prompt_delay_s: float = Field(
+        default=1800.0, ge=0, description="How long after DELIVERED the rating prompt goes out"
+    )
+    cart_expiry_s: float = Field(
+        default=86_400.0, gt=0, description="A cart untouched this long is cancelled (expired)"
+    )
+    sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often expired carts are looked for"
+    )
