@@ -72,9 +72,11 @@ ORDER_COLUMNS: Columns = {
 }
 
 
-def _state_option(value: str) -> pb.OrderState.ValueType:
+def _state_option(value: str, param: str) -> pb.OrderState.ValueType:
     if value not in STATES:
-        raise typer.BadParameter(f"one of {', '.join(STATES)}")
+        raise typer.BadParameter(
+            f"{value!r} is not a state; one of {', '.join(STATES)}", param_hint=f"'{param}'"
+        )
     return STATES[value]
 
 
@@ -92,7 +94,7 @@ def list_orders(
     """A tenant's orders, newest first."""
     request = pb.ListOrdersRequest(
         tenant_id=tenant_id,
-        states=[_state_option(value) for value in state or []],
+        states=[_state_option(value, "--state") for value in state or []],
         customer_number=customer,
         page_size=page_size,
         page_token=page_token,
@@ -135,7 +137,7 @@ def advance(
     request = pb.AdvanceOrderRequest(
         tenant_id=tenant_id,
         order_id=order_id,
-        target_state=_state_option(to),
+        target_state=_state_option(to, "to"),
         expected_version=version,
         note=note,
     )

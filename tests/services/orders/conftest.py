@@ -21,7 +21,7 @@ from tests.peer_services import (
     tenants_dsn,
 )
 from tests.service_fixtures import ServiceFixtures
-from tests.services.orders.orders_testkit import Mesh, make_settings
+from tests.services.orders.orders_testkit import Mesh, among_peers, make_settings
 from wamesh.orders.v1.orders_pb2_grpc import OrderServiceStub
 from wamesh_kit.db import make_engine
 from wamesh_kit.rpc.server import GrpcService
@@ -56,12 +56,12 @@ def settings(
     conversations: GrpcService,
     dispatcher_intake: GrpcService,
 ) -> OrdersSettings:
-    return make_settings(
+    return among_peers(
         orders_dsn,
         redis_url,
-        tenants_target=f"127.0.0.1:{tenants.port}",
-        conversations_target=f"127.0.0.1:{conversations.port}",
-        dispatcher_target=f"127.0.0.1:{dispatcher_intake.port}",
+        tenants=tenants.port,
+        conversations=conversations.port,
+        dispatcher=dispatcher_intake.port,
     )
 
 

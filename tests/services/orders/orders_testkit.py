@@ -42,6 +42,26 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Orders
     return OrdersSettings(**values)
 
 
+def among_peers(
+    orders_dsn: str,
+    redis_url: str,
+    *,
+    tenants: int,
+    conversations: int,
+    dispatcher: int,
+    **overrides: Any,
+) -> OrdersSettings:
+    """The orders service's settings, its peers on these loopback ports."""
+    return make_settings(
+        orders_dsn,
+        redis_url,
+        tenants_target=f"127.0.0.1:{tenants}",
+        conversations_target=f"127.0.0.1:{conversations}",
+        dispatcher_target=f"127.0.0.1:{dispatcher}",
+        **overrides,
+    )
+
+
 def menu_item(item_id: str, name: str, minor: int, currency: str = "EUR") -> tenants_pb2.MenuItem:
     units, cents = divmod(minor, 100)
     return tenants_pb2.MenuItem(

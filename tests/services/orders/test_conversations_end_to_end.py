@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from tests.services.dispatcher.dispatcher_testkit import sandbox_messages
 from tests.services.dispatcher.runner_testkit import registry, registry_dsn
 from tests.services.dispatcher.service_testkit import make_settings as dispatcher_settings
-from tests.services.orders.orders_testkit import Mesh, Shop, make_settings, unique_customer
+from tests.services.orders.orders_testkit import Mesh, Shop, among_peers, unique_customer
 from tests.tools.sandbox.conftest import _no_twilio_edge, sandbox
 from tests.tools.sandbox.sandbox_testkit import ACCOUNT, SENDER, Running
 from wamesh.tenants.v1 import tenants_pb2
@@ -66,12 +66,12 @@ def settings(
     conversations: GrpcService,
     dispatcher: GrpcService,
 ) -> OrdersSettings:
-    return make_settings(
+    return among_peers(
         orders_dsn,
         redis_url,
-        tenants_target=f"127.0.0.1:{tenants.port}",
-        conversations_target=f"127.0.0.1:{conversations.port}",
-        dispatcher_target=f"127.0.0.1:{dispatcher.port}",
+        tenants=tenants.port,
+        conversations=conversations.port,
+        dispatcher=dispatcher.port,
         rating_prompt_delay_s=0,
     )
 
