@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -181,7 +181,8 @@ class Transaction:
     async def lock_session(self, tenant_id: str, customer_number: str) -> dict[str, Any] | None:
         """The customer's bot session, locked until the end of the transaction (one turn of
         one customer at a time, whichever replica handles it); None for a new customer."""
-        await self._connection.execute(
+        # An upsert that changes nothing still locks the row it finds: one round trip.
+        statement = (
             insert(customers)
             .values(
                 tenant_id=tenant_id,
@@ -189,19 +190,13 @@ class Transaction:
                 session={},
                 updated_at=self.now,
             )
-            .on_conflict_do_nothing()
-        )
-        row = (
-            await self._connection.execute(
-                sa.select(customers.c.session)
-                .where(
-                    customers.c.tenant_id == tenant_id,
-                    customers.c.customer_number == customer_number,
-                )
-                .with_for_update()
+            .on_conflict_do_update(
+                index_elements=[customers.c.tenant_id, customers.c.customer_number],
+                set_={"updated_at": customers.c.updated_at},
             )
-        ).one()
-        session: dict[str, Any] = row.session
+            .returning(customers.c.session)
+        )
+        session: dict[str, Any] = (await self._connection.execute(statement)).scalar_one()
         return session or None
 
     async def save_session(
@@ -449,8 +444,7 @@ class OrderStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._engine.begin() as connection:
-            now = (await connection.execute(sa.select(sa.func.now()))).scalar_one()
-            yield Transaction(connection, now)
+            yield Transaction(connection, datetime.now(UTC))
 
     async def order(self, tenant_id: str, order_id: str) -> OrderRecord:
         async with self.transaction() as tx:
