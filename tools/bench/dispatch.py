@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tools.bench.dispatch [--messages 20000] [--tenants 20]
         [--recipients 2000] [--concurrency 160] [--replicas 2] [--rounds 2]
-        [--no-durable] [--no-limits] [--keep DIR]
+        [--no-durable] [--no-limits] [--no-ceiling] [--no-records]
+        [--backlog 50000] [--backlog-seconds 60] [--replies-per-s 4] [--keep DIR]
 
 One mesh (tools/faults/dispatch_mesh.py: PostgreSQL, Redis, tenants, workers, conversations,
 the sandbox, an intake-only dispatcher replica and ``--replicas`` sending ones, each its own
@@ -17,6 +18,9 @@ because the machine is shared and noisy and only side-by-side figures compare:
 - **BullMQ**: the same messages added to a BullMQ queue in the same Redis
   (tools/bench/bullmq/worker.mjs, the seeds' job options), then one Node worker calling the
   real twilio library against the sandbox.
+- **the sandbox's ceiling** (``--ceiling``, the default): the same messages created straight
+  from Node with the same twilio clients and concurrency, no queue at all: the most any
+  sender can get accepted by the sandbox on this machine, with the load generator's CPU.
 
 Both sides run at the same concurrency: BullMQ's worker ``concurrency`` is ``--concurrency``;
 each replica may have ``--concurrency / --tenants`` sends in flight per sender
@@ -28,9 +32,14 @@ stragglers do not bend). Afterwards, with ``--limits``, two tenants with real li
 message per 2 s per recipient, 80 a second per sender): one sender with 1,980 recipients (its
 rate binds), one with 20 recipients and 10 messages each (their interval binds); the figures
 say whether each held within 5 %, and whether any recipient ever received out of enqueue
-order in any wamesh run. ``--durable`` (the default) runs PostgreSQL with fsync and Redis
-with its append-only file, as production does. Prints JSON; needs ``npm ci`` in
-tools/bench/bullmq/ first.
+order in any wamesh run. With ``--backlog N`` (0 skips it), a third tenant with those real
+limits gets N bulk jobs to N recipients at once, and while they drain, interactive replies
+to other recipients at ``--replies-per-s`` for ``--backlog-seconds``: each reply's wait from
+its Enqueue to the sandbox accepting it (the target: p99 under 2 s), and whether the
+sender's rate held. ``--durable`` (the default) runs PostgreSQL with fsync and Redis with
+its append-only file, as production does. ``--no-records`` runs the replicas without the
+conversation store (not a production setting: it shows what the store's two calls per
+message cost). Prints JSON; needs ``npm ci`` in tools/bench/bullmq/ first.
 """
 
 from __future__ import annotations
@@ -62,13 +71,61 @@ from tools.faults.dispatch_mesh import (
 )
 from tools.faults.mesh import Service
 from wamesh.dispatch.v1 import dispatch_pb2 as dispatch_pb
+from wamesh.dispatch.v1 import dispatch_pb2_grpc
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
 from wamesh_kit.localinfra import LocalInfra
 from wamesh_kit.rpc.client import make_channel
-from wamesh_kit.settings import DEV_ADMIN_TOKEN
+from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
 
 NODE_DIR = Path(__file__).parent / "bullmq"
+# Creates straight from the twilio library, ``concurrency`` at a time, one client per tenant
+# as worker.mjs keeps (each with the library's agent, pointed at the sandbox the same way):
+# the sandbox's ceiling with this client, no queue. Run from NODE_DIR, for its node_modules.
+CEILING_JS = r"""
+import http from "node:http";
+import twilio from "twilio";
+for (const name of Object.keys(process.env)) {
+  if (name.startsWith("TWILIO_")) delete process.env[name];
+}
+class SandboxRequestClient extends twilio.RequestClient {
+  constructor(baseUrl) {
+    super();
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.axios.defaults.httpAgent = new http.Agent(this.axios.defaults.httpsAgent.options);
+  }
+  request(opts) {
+    const url = new URL(opts.uri);
+    return super.request({ ...opts, uri: this.baseUrl + url.pathname + url.search });
+  }
+}
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const config = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+const clients = new Map();
+for (const [tenant, account] of Object.entries(config.accounts)) {
+  const httpClient = new SandboxRequestClient(config.base_url);
+  const client = twilio(account.sid, account.token, { httpClient });
+  clients.set(tenant, { sender: account.sender, client });
+}
+const started = process.cpuUsage();
+let next = 0;
+let failed = 0;
+async function lane() {
+  while (next < config.jobs.length) {
+    const job = config.jobs[next++];
+    const { client, sender } = clients.get(job.tenant);
+    try {
+      await client.messages.create({ to: job.to, from: sender, body: job.body });
+    } catch {
+      failed += 1;
+    }
+  }
+}
+await Promise.all(Array.from({ length: config.concurrency }, lane));
+const cpu = process.cpuUsage(started);
+process.stdout.write(JSON.stringify({ failed, node_cpu_s: (cpu.user + cpu.system) / 1e6 }) + "\n");
+"""
 # "Not binding": far above what one sender can reach here, and a gap no two sends of one
 # recipient are ever closer than anyway. Zero would mean "the default" to tenants.
 OPEN_RATE = 100_000.0
@@ -208,35 +265,40 @@ class Cpu:
                 kind = "dispatcher" if name.startswith("d") and name[1:].isdigit() else name
                 found[kind] += [root, *root.children(recursive=True)]
         redis_port = str(self._mesh.infra.redis.port)
+        data_dir = str(self._mesh.data_dir.resolve())
         for process in psutil.process_iter(["name", "cmdline"]):
             name, cmdline = process.info["name"] or "", process.info["cmdline"] or []
-            if name == "postgres" or name.startswith("postgres:"):
-                found["postgres"].append(process)
+            # Only this mesh's server and its backends: the machine may run other clusters.
+            if name == "postgres" and any(data_dir in part for part in cmdline):
+                found["postgres"] += [process, *process.children()]
             elif name == "redis-server" and any(redis_port in part for part in cmdline):
                 found["redis"].append(process)
         return found
 
     def snapshot(self) -> dict[str, float]:
-        totals: dict[str, float] = defaultdict(float)
+        """CPU seconds per process ("kind pid"), and the machine's busy seconds."""
+        totals: dict[str, float] = {}
         for kind, processes in self._processes().items():
             for process in processes:
                 try:
                     times = process.cpu_times()
                 except psutil.NoSuchProcess:
                     continue
-                totals[kind] += times.user + times.system
+                totals[f"{kind} {process.pid}"] = times.user + times.system
         busy = psutil.cpu_times()
-        totals["machine_busy"] = sum(busy) - busy.idle - getattr(busy, "iowait", 0.0)
+        totals["machine_busy 0"] = sum(busy) - busy.idle - getattr(busy, "iowait", 0.0)
         return totals
 
     @staticmethod
     def per_1000(
         before: dict[str, float], after: dict[str, float], messages: int
     ) -> dict[str, float]:
-        return {
-            kind: round((after[kind] - before.get(kind, 0.0)) * 1000 / messages, 3)
-            for kind in sorted(after)
-        }
+        """Per kind, milliseconds per message. A process that ended in between is left out
+        (a backend of a short-lived connection): its time cannot be read any more."""
+        spent: dict[str, float] = defaultdict(float)
+        for key, seconds in after.items():
+            spent[key.split(" ")[0]] += seconds - before.get(key, 0.0)
+        return {kind: round(spent[kind] * 1000 / messages, 3) for kind in sorted(spent)}
 
 
 async def set_limits(mesh: BenchMesh, tenant_id: str, per_second: float, gap: timedelta) -> None:
@@ -308,8 +370,14 @@ class Side:
         }
 
     def _node(self, mode: str, config: dict[str, Any]) -> dict[str, Any]:
+        command = (
+            ["node", "--input-type=module", "-e", CEILING_JS]
+            if mode == "ceiling"
+            else ["node", str(NODE_DIR / "worker.mjs"), mode]
+        )
         done = subprocess.run(
-            ["node", str(NODE_DIR / "worker.mjs"), mode],
+            command,
+            cwd=NODE_DIR,
             input=json.dumps(config).encode(),
             capture_output=True,
             check=False,
@@ -320,10 +388,9 @@ class Side:
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    async def bullmq(self, tag: str, messages: list[Message]) -> dict[str, Any]:
-        cpu = Cpu(self.mesh)
+    def _node_config(self, tag: str, messages: list[Message]) -> dict[str, Any]:
         redis = self.mesh.infra.redis
-        config: dict[str, Any] = {
+        return {
             "redis": {"host": redis.host, "port": redis.port},
             "queue": f"whatsapp-replies-{tag}",
             "concurrency": self.args.concurrency,
@@ -349,6 +416,20 @@ class Side:
                 for m in messages
             ],
         }
+
+    async def ceiling(self, tag: str, messages: list[Message]) -> dict[str, Any]:
+        cpu = Cpu(self.mesh)
+        before = cpu.snapshot()
+        done = await asyncio.to_thread(self._node, "ceiling", self._node_config(tag, messages))
+        accepted = await self.journal.until(tag, len(messages) - done["failed"], 30)
+        after = cpu.snapshot()
+        figures = Cpu.per_1000(before, after, len(messages))
+        figures["node_client"] = round(done["node_cpu_s"] * 1000 / len(messages), 3)
+        return {**rates(accepted), "failed": done["failed"], "cpu_s_per_1000": figures}
+
+    async def bullmq(self, tag: str, messages: list[Message]) -> dict[str, Any]:
+        cpu = Cpu(self.mesh)
+        config = self._node_config(tag, messages)
         await asyncio.to_thread(self._node, "fill", config)
         config["jobs"] = []
         before = cpu.snapshot()
@@ -442,6 +523,86 @@ async def real_limits(side: Side) -> dict[str, Any]:
     }
 
 
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def backlog(side: Side) -> dict[str, Any]:
+    """One sender with real limits and ``--backlog`` bulk jobs to as many recipients; while
+    they drain, interactive replies to other recipients, one Enqueue each, paced: how long
+    each waited from its Enqueue to the sandbox accepting it, and the sender's rate."""
+    mesh, args = side.mesh, side.args
+    tenant = await mesh.create_tenant(1)
+    await set_limits(mesh, tenant.tenant_id, REAL_RATE, REAL_INTERVAL)
+    started = time.time()
+    await mesh.enqueue(
+        [
+            dispatch_pb.EnqueueRequest(
+                tenant_id=tenant.tenant_id,
+                idempotency_key=f"backlog-{index}",
+                recipient_number=f"+1558{index:07d}",
+                body=f"backlog {index:06d}",
+                priority=dispatch_pb.PRIORITY_BULK,
+            )
+            for index in range(args.backlog)
+        ]
+    )
+    enqueue_s = time.time() - started
+    asked: dict[str, float] = {}
+    async with make_channel(mesh.target("intake"), token=DEV_INTERNAL_TOKEN) as channel:
+        stub: Any = dispatch_pb2_grpc.DispatcherStub(channel)
+        window = time.time()
+        while (now := time.time()) < window + args.backlog_seconds:
+            body = f"reply {len(asked):06d}"
+            asked[body] = now
+            await stub.Enqueue(
+                dispatch_pb.EnqueueRequest(
+                    tenant_id=tenant.tenant_id,
+                    idempotency_key=f"reply-{len(asked)}",
+                    recipient_number=f"+1559{len(asked):07d}",
+                    body=body,
+                    priority=dispatch_pb.PRIORITY_INTERACTIVE,
+                ),
+                timeout=10,
+            )
+            await asyncio.sleep(max(0.0, window + len(asked) / args.replies_per_s - time.time()))
+        ended = time.time()
+    try:
+        replies = await side.journal.until("reply", len(asked), 60)
+    except TimeoutError:
+        replies = side.journal.by_tag["reply"]  # reported as missing below
+    # A reply not accepted within a minute of the window's end counts as waiting until then.
+    waits = [reply.at - asked[reply.body] for reply in replies]
+    waits += [time.time() - asked[body] for body in asked.keys() - {r.body for r in replies}]
+    # The sender's rate while replies came in, past the window's first second.
+    sent = [
+        message.at
+        for tag in ("backlog", "reply")
+        for message in side.journal.by_tag[tag]
+        if window + 1.0 <= message.at <= ended
+    ]
+    rate = (len(sent) - 1) / (max(sent) - min(sent))
+    return {
+        "bulk_jobs": args.backlog,
+        "bulk_enqueue_s": round(enqueue_s, 1),
+        "bulk_accepted_by_window_end": sum(
+            1 for message in side.journal.by_tag["backlog"] if message.at <= ended
+        ),
+        "replies": len(asked),
+        "replies_not_accepted": len(asked) - len(replies),
+        "reply_wait_s": {
+            "p50": round(quantile(waits, 0.50), 3),
+            "p99": round(quantile(waits, 0.99), 3),
+            "max": round(max(waits), 3),
+        },
+        "reply_p99_under_2_s": quantile(waits, 0.99) < 2.0,
+        "sender_per_s_in_window": round(rate, 2),
+        "limit_per_s": REAL_RATE,
+        "rate_within_5_percent": abs(rate - REAL_RATE) <= TOLERANCE * REAL_RATE,
+    }
+
+
 async def measure(mesh: BenchMesh, args: argparse.Namespace) -> dict[str, Any]:
     tenants = [await mesh.create_tenant(1) for _ in range(args.tenants)]
     for tenant in tenants:
@@ -469,6 +630,11 @@ async def measure(mesh: BenchMesh, args: argparse.Namespace) -> dict[str, Any]:
             run = await (side.wamesh(tag, work) if name == "wamesh" else side.bullmq(tag, work))
             runs.append({"side": name, "round": round_, **run})
             await asyncio.sleep(2)  # the sandbox's status walks of the run wind down
+        if args.ceiling:
+            tag = f"c{round_}"
+            work = workload(tag, args.messages, args.tenants, args.recipients)
+            runs.append({"side": "ceiling", "round": round_, **await side.ceiling(tag, work)})
+            await asyncio.sleep(2)
     figures["runs"] = runs
     summary: dict[str, Any] = {}
     for key in ("per_s", "per_s_middle_90"):
@@ -478,6 +644,10 @@ async def measure(mesh: BenchMesh, args: argparse.Namespace) -> dict[str, Any]:
         }
         summary[key] = {**{n: round(v, 1) for n, v in mean.items()}}
         summary[key]["ratio"] = round(mean["wamesh"] / mean["bullmq"], 2)
+        if args.ceiling:
+            summary[key]["sandbox_ceiling_node"] = round(
+                statistics.mean(run[key] for run in runs if run["side"] == "ceiling"), 1
+            )
     summary["ratio_per_round"] = [
         round(
             next(r["per_s"] for r in runs if r["round"] == i and r["side"] == "wamesh")
@@ -491,6 +661,8 @@ async def measure(mesh: BenchMesh, args: argparse.Namespace) -> dict[str, Any]:
     figures["summary"] = summary
     if args.limits:
         figures["real_limits"] = await real_limits(side)
+    if args.backlog:
+        figures["backlog"] = await backlog(side)
     return figures
 
 
@@ -505,6 +677,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run at most")
     parser.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--limits", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--records", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--backlog", type=int, default=50_000, help="bulk jobs; 0 skips it")
+    parser.add_argument("--backlog-seconds", type=float, default=60.0)
+    parser.add_argument("--replies-per-s", type=float, default=4.0)
     parser.add_argument("--keep", type=Path, help="keep the mesh's data and logs here")
     args = parser.parse_args()
     if args.concurrency % args.tenants:
@@ -528,6 +705,8 @@ def main() -> None:
         # both sides to ~40 messages/s. An empty StatusCallback is "none" to the sandbox.
         "WAMESH_STATUS_CALLBACK_URL": "",
     }
+    if not args.records:
+        mesh.replica_env["WAMESH_CONVERSATIONS_TARGET"] = ""
     with mesh:
         figures = asyncio.run(measure(mesh, args))
     figures["settings"] = {

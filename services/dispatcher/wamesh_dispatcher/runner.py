@@ -11,7 +11,10 @@ sender is refused by the job store and stops. Inside it:
 - different recipients proceed in parallel, within the sender's rate (a token bucket that
   slows down for a while on 429 / 20429 / 63018) and a cap on sends in flight;
 - interactive jobs go first, but every few starts one goes to a waiting bulk job, so a
-  backlog of bulk work is never starved;
+  backlog of bulk work is never starved (:mod:`turns`);
+- the jobs a round starts are marked SENDING in one statement, and the attempts that end
+  while one batch is being recorded are recorded together in the next (group commit): a
+  recipient's next job still waits until its last attempt is committed;
 - Postgres is the queue: the stream only says "look", and the queue is read again every
   ``WAMESH_RECONCILE_INTERVAL_S`` so nothing Redis lost stays unsent;
 - a job that was attempted before (a retry, or one a dead replica left SENDING) is looked up
@@ -42,13 +45,13 @@ from wamesh_dispatcher.metrics import SendMetrics
 from wamesh_dispatcher.outcomes import OPTED_OUT, Action, Outcome
 from wamesh_dispatcher.records import OutboundRecords, Recorded
 from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
+from wamesh_dispatcher.turns import Turns
 from wamesh_dispatcher.twilio_api import Content, Sent, TwilioApi
+from wamesh_kit.batching import GroupCommit
 from wamesh_kit.streams import entry_context
 
 log = logging.getLogger(__name__)
 
-# Every this-many starts, a waiting bulk job goes before waiting interactive ones.
-BULK_SHARE = 4
 # A 429-family answer halves the sender's rate for this long.
 SLOW_DOWN_S = 30.0
 # Twilio's clock and ours may differ a little: a lookup reaches this much further back.
@@ -57,6 +60,13 @@ RATE_LIMITED_CODES = (429, 20429, 63018)
 # How often a runner whose worker's lease is in doubt looks whether it was renewed.
 IN_DOUBT_WAIT_S = 0.2
 DONE = ("sent", "failed", "dead")
+# The most finished attempts one statement records.
+FINISH_BATCH = 500
+# The most unknown jobs one read of the queue fetches at once.
+RECONCILE_CHUNK = 1000
+
+# A round's begin_attempts: each of its sends reads its own row from the list.
+Begun = asyncio.Task[list[JobRow | None]]
 
 
 def utcnow() -> datetime:
@@ -155,7 +165,7 @@ class SenderRunner:
         # Set once the queue is read and the stream is listened to.
         self.ready = asyncio.Event()
         self._paused_until = 0.0
-        self._starts = 0
+        self._turns = Turns()
         self._reconcile_now = False
         self._bucket = TokenBucket(1.0)
         self._interval_s = 2.0
@@ -166,6 +176,11 @@ class SenderRunner:
         self._credentials_changed = False
         # The trace each job's Enqueue started, from its stream entry: its send continues it.
         self._contexts: dict[str, Context] = {}
+        # Finished attempts are recorded together: those that end while one batch is being
+        # committed go in the next.
+        self._finishes: GroupCommit[tuple[JobRow, Finish], None] = GroupCommit(
+            self._finish_batch, max_batch=FINISH_BATCH
+        )
 
     # -- life --------------------------------------------------------------------------------
 
@@ -235,7 +250,7 @@ class SenderRunner:
                 self._reconcile_now
             ):
                 self._reconcile_now = False
-                self._merge(await self._unfinished())
+                await self._reconcile()
                 last_read = time.monotonic()
                 continue
             self._wake.clear()
@@ -243,6 +258,10 @@ class SenderRunner:
                 await asyncio.wait_for(
                     self._wake.wait(), min(wait_s, self._deps.reconcile_interval_s)
                 )
+
+    async def _finish_batch(self, batch: list[tuple[JobRow, Finish]]) -> list[None]:
+        await self._deps.store.finish_attempts(batch, self.epoch, utcnow())
+        return [None] * len(batch)
 
     def _held_at(self) -> int | None:
         holds = self._deps.holds
@@ -254,13 +273,38 @@ class SenderRunner:
         return await self._deps.store.unfinished(self.tenant_id, self.sender_number)
 
     def _merge(self, rows: list[JobRow]) -> None:
+        touched = set()
         for row in rows:
             if row.id in self._known:
                 continue
             self._known.add(row.id)
             # In enqueue order; a backlog read at start comes in order, so this appends.
             bisect.insort(self._queues.setdefault(row.recipient_number, []), row, key=_seq)
+            touched.add(row.recipient_number)
+        for recipient in touched:
+            self._offer(recipient)
         self._wake.set()
+
+    def _offer(self, recipient: str) -> None:
+        """Offer the recipient's head job, due once the recipient's interval has passed and
+        the job's own times are reached; nothing while a send to the recipient is in
+        flight."""
+        queue = self._queues.get(recipient)
+        if not queue or recipient in self._busy:
+            self._turns.withdraw(recipient)
+            return
+        head, now_mono, now = queue[0], time.monotonic(), utcnow()
+        times = (head.not_before, head.next_attempt_at)
+        due = (now_mono + _seconds_until(t, now) for t in times)
+        self._turns.offer(head, max(self._next_ok.get(recipient, 0.0), *due))
+
+    async def _reconcile(self) -> None:
+        """Merge the jobs the stream did not announce: the ids are read, and only the
+        unknown jobs in full (a backlog read whole would hold the loop for its decoding)."""
+        ids = await self._deps.store.unfinished_ids(self.tenant_id, self.sender_number)
+        unknown = [job_id for job_id in ids if job_id not in self._known]
+        for start in range(0, len(unknown), RECONCILE_CHUNK):
+            self._merge(await self._deps.store.by_ids(unknown[start : start + RECONCILE_CHUNK]))
 
     async def _stream_tail(self) -> str:
         try:
@@ -291,58 +335,66 @@ class SenderRunner:
 
     def _start_due(self) -> float:
         """Start what may start now; how long until something else might."""
-        now_mono, now = time.monotonic(), utcnow()
-        if now_mono < self._paused_until:
-            return self._paused_until - now_mono
+        now = time.monotonic()
+        if now < self._paused_until:
+            return self._paused_until - now
         waits: list[float] = [self._deps.reconcile_interval_s]
-        ready: list[JobRow] = []
-        for recipient, queue in self._queues.items():
-            if recipient in self._busy or not queue:
-                continue
-            head, gap = queue[0], self._next_ok.get(recipient, 0.0) - now_mono
-            due_in = max(
-                gap, *(_seconds_until(t, now) for t in (head.not_before, head.next_attempt_at))
-            )
-            if due_in > 0:
-                waits.append(due_in)
-            else:
-                ready.append(head)
-        for job in in_turn(ready, self._starts):
-            if len(self._sends) >= self._deps.sends_in_flight:
+        starting: list[JobRow] = []
+        while len(self._sends) + len(starting) < self._deps.sends_in_flight:
+            job = self._turns.next(now)
+            if job is None:
                 break
             if not self._bucket.take():
                 waits.append(self._bucket.wait_s())
                 if self._deps.metrics is not None:
                     self._deps.metrics.rate_waits.inc()
                 break
-            self._starts += 1
+            self._turns.started(job)
             self._busy.add(job.recipient_number)
-            task = asyncio.create_task(self._send(job))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            starting.append(job)
+        later = self._turns.due_in(now)
+        if later is not None:
+            waits.append(later)
+        if starting:
+            # One statement begins the round's jobs; each send waits for its own row.
+            begun = asyncio.create_task(
+                self._deps.store.begin_attempts(starting, self.epoch, utcnow())
+            )
+            for index, job in enumerate(starting):
+                task = asyncio.create_task(self._send(job, begun, index))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
         return min(waits)
 
     # -- one send ----------------------------------------------------------------------------
 
-    async def _send(self, job: JobRow) -> None:
+    async def _send(self, job: JobRow, round_: Begun, index: int) -> None:
         with self._deps.tracer.start_as_current_span(
             "dispatch send",
             context=self._contexts.pop(job.id, None),
             kind=SpanKind.CLIENT,
             attributes={"wamesh.tenant.id": job.tenant_id, "wamesh.job.id": job.id},
         ):
-            await self._send_traced(job)
+            await self._send_traced(job, round_, index)
 
-    async def _send_traced(self, job: JobRow) -> None:
+    async def _send_traced(self, job: JobRow, round_: Begun, index: int) -> None:
         recipient = job.recipient_number
         try:
-            begun = await self._deps.store.begin_attempt(job, self.epoch, utcnow())
+            begun = (await round_)[index]
             if begun is None:
                 self._reconcile_now = True  # done meanwhile, or an older job is still due
                 self._drop(job)
                 return
             finish = await self._attempt(begun, await self._doubt(job))
-            await self._deps.store.finish_attempt(begun, self.epoch, finish, utcnow())
+            # Durable before the recipient's next job may start: the finish is awaited. A
+            # new MessageSid is attached in the conversation store meanwhile: neither
+            # depends on the other.
+            recorded = self._finishes.submit((begun, finish))
+            records = self._deps.records
+            if finish.outcome == "sent" and finish.provider_sid and records is not None:
+                await asyncio.gather(recorded, records.attach(begun, finish.provider_sid))
+            else:
+                await recorded
             self._count(finish)
             self._after(begun, finish)
         except Fenced as fenced:
@@ -355,6 +407,7 @@ class SenderRunner:
         finally:
             self._busy.discard(recipient)
             self._next_ok[recipient] = time.monotonic() + self._interval_s
+            self._offer(recipient)
             self._wake.set()
 
     async def _doubt(self, job: JobRow) -> Doubt:
@@ -411,8 +464,6 @@ class SenderRunner:
             status_callback=self._deps.status_callback_url,
         )
         if isinstance(result, Sent):
-            if records is not None:
-                await records.attach(job, result.sid)
             return Finish("sent", "sent", started, provider_sid=result.sid)
         return await self._failed(job, started, result, doubt.known)
 
@@ -513,19 +564,6 @@ class SenderRunner:
         if self._api is None:
             raise RuntimeError("the runner sends only inside run()")
         return self._api
-
-
-def in_turn(ready: list[JobRow], starts: int) -> list[JobRow]:
-    """The order to start ``ready`` jobs in, after ``starts`` earlier starts: interactive
-    first, oldest first, and every BULK_SHARE-th start a waiting bulk job."""
-    interactive = sorted((j for j in ready if j.priority != "bulk"), key=lambda j: j.seq)
-    bulk = sorted((j for j in ready if j.priority == "bulk"), key=lambda j: j.seq)
-    ordered: list[JobRow] = []
-    while interactive or bulk:
-        starts += 1
-        take_bulk = bulk and (not interactive or starts % BULK_SHARE == 0)
-        ordered.append(bulk.pop(0) if take_bulk else interactive.pop(0))
-    return ordered
 
 
 def _seq(job: JobRow) -> int:

@@ -173,6 +173,85 @@ def _values(job: NewJob, now: datetime) -> dict[str, Any]:
     }
 
 
+# The sending path's two statements, one per batch of a sender's jobs. Fixed text rather
+# than statements built per call: building and compiling a Core statement cost more than
+# running it, and asyncpg prepares each text once per connection.
+_UNFINISHED_SQL = ", ".join(f"'{state}'" for state in UNFINISHED)
+_SENDER_HELD = """
+    EXISTS (SELECT FROM senders WHERE senders.tenant_id = :tenant_id
+            AND senders.sender_number = :sender_number
+            AND senders.epoch = CAST(:epoch AS bigint))"""
+
+_BEGIN = sa.text(
+    f"""
+    UPDATE jobs SET state = 'sending', attempts = jobs.attempts + 1,
+        updated_at = CAST(:now AS timestamptz)
+    WHERE jobs.id = ANY(CAST(:ids AS text[]))
+        AND jobs.tenant_id = :tenant_id AND jobs.sender_number = :sender_number
+        AND jobs.state IN ({_UNFINISHED_SQL})
+        AND {_SENDER_HELD}
+        AND NOT EXISTS (
+            SELECT FROM jobs AS older
+            WHERE older.tenant_id = jobs.tenant_id
+                AND older.sender_number = jobs.sender_number
+                AND older.recipient_number = jobs.recipient_number
+                AND older.state IN ({_UNFINISHED_SQL})
+                AND older.seq < jobs.seq)
+    RETURNING jobs.*
+    """
+)
+
+# The jobs move on and their attempts are recorded in one statement: a job's attempt row
+# exists exactly when its change was made. Attempts are numbered by history, not by the
+# job's count: a refunded or dead-letter-retried job keeps counting up.
+_FINISH = sa.text(
+    f"""
+    WITH done AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS text[]), CAST(:states AS text[]), CAST(:outcomes AS text[]),
+            CAST(:started AS timestamptz[]), CAST(:codes AS integer[]),
+            CAST(:messages AS text[]), CAST(:sids AS text[]),
+            CAST(:next_at AS timestamptz[]), CAST(:fallback AS boolean[]),
+            CAST(:refund AS boolean[])
+        ) AS done (id, state, outcome, started_at, error_code, error_message,
+                   provider_sid, next_attempt_at, use_fallback, refund)
+    ), moved AS (
+        UPDATE jobs SET
+            state = done.state,
+            updated_at = CAST(:now AS timestamptz),
+            last_error_code = done.error_code,
+            last_error_message = done.error_message,
+            next_attempt_at = done.next_attempt_at,
+            provider_sid = coalesce(done.provider_sid, jobs.provider_sid),
+            sent_at = CASE WHEN done.state = 'sent'
+                THEN CAST(:now AS timestamptz) ELSE jobs.sent_at END,
+            dead_at = CASE WHEN done.state = 'dead'
+                THEN CAST(:now AS timestamptz) ELSE jobs.dead_at END,
+            template = CASE WHEN done.use_fallback AND jobs.fallback_template IS NOT NULL
+                THEN jobs.fallback_template ELSE jobs.template END,
+            body = CASE WHEN done.use_fallback AND jobs.fallback_template IS NOT NULL
+                THEN '' ELSE jobs.body END,
+            media = CASE WHEN done.use_fallback AND jobs.fallback_template IS NOT NULL
+                THEN CAST('[]' AS jsonb) ELSE jobs.media END,
+            attempts = jobs.attempts - CASE WHEN done.refund THEN 1 ELSE 0 END
+        FROM done
+        WHERE jobs.id = done.id AND jobs.state = 'sending'
+            AND jobs.tenant_id = :tenant_id AND jobs.sender_number = :sender_number
+            AND {_SENDER_HELD}
+        RETURNING jobs.id
+    )
+    INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, error_code,
+                          error_message, provider_sid, epoch)
+    SELECT done.id,
+        (SELECT coalesce(max(a.number), 0) + 1 FROM attempts AS a WHERE a.job_id = done.id),
+        done.started_at, CAST(:now AS timestamptz), done.outcome, done.error_code,
+        done.error_message, done.provider_sid, CAST(:epoch AS bigint)
+    FROM done JOIN moved ON moved.id = done.id
+    RETURNING attempts.job_id
+    """
+)
+
+
 def _holds(tenant_id: str, sender_number: str, epoch: int) -> sa.Exists:
     return sa.exists().where(
         senders.c.tenant_id == tenant_id,
@@ -184,6 +263,9 @@ def _holds(tenant_id: str, sender_number: str, epoch: int) -> sa.Exists:
 class JobStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # For the sending path's single statements: each commits on its own, without the
+        # BEGIN and COMMIT round trips a transaction adds (the pool is shared).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -296,6 +378,24 @@ class JobStore:
             )
         return [_job(row) for row in rows]
 
+    async def unfinished_ids(self, tenant_id: str, sender_number: str) -> list[str]:
+        """The ids of the sender's jobs still to be sent, in enqueue order: what a runner
+        compares with what it knows, without reading a whole backlog again."""
+        async with self._engine.connect() as conn:
+            return list(
+                (
+                    await conn.execute(
+                        sa.select(jobs.c.id)
+                        .where(
+                            jobs.c.tenant_id == tenant_id,
+                            jobs.c.sender_number == sender_number,
+                            jobs.c.state.in_(UNFINISHED),
+                        )
+                        .order_by(jobs.c.seq)
+                    )
+                ).scalars()
+            )
+
     async def by_ids(self, job_ids: Sequence[str]) -> list[JobRow]:
         """The jobs of ``job_ids`` still to be sent, in enqueue order."""
         async with self._engine.connect() as conn:
@@ -325,76 +425,78 @@ class JobStore:
         last = rows[-1].outcome if rows else ""
         return last, [row.provider_sid for row in rows if row.provider_sid]
 
-    async def begin_attempt(self, job: JobRow, epoch: int, now: datetime) -> JobRow | None:
-        """Mark ``job`` SENDING for its next attempt; None if it is no longer to be started
-        (done meanwhile) or an older job of its recipient is still to be sent. A job left
-        SENDING by a replica that died is resumed as it is (its send may have happened)."""
-        older = sa.exists().where(
-            jobs.c.tenant_id == job.tenant_id,
-            jobs.c.sender_number == job.sender_number,
-            jobs.c.recipient_number == job.recipient_number,
-            jobs.c.state.in_(UNFINISHED),
-            jobs.c.seq < job.seq,
-        )
-        async with self._engine.begin() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        jobs.update()
-                        .where(
-                            jobs.c.id == job.id,
-                            jobs.c.state.in_((*STARTABLE, "sending")),
-                            ~older,
-                            _holds(job.tenant_id, job.sender_number, epoch),
-                        )
-                        .values(state="sending", attempts=jobs.c.attempts + 1, updated_at=now)
-                        .returning(*jobs.c)
-                    )
+    async def begin_attempts(
+        self, batch: Sequence[JobRow], epoch: int, now: datetime
+    ) -> list[JobRow | None]:
+        """Mark each job of ``batch`` (one sender's, at most one per recipient) SENDING for
+        its next attempt, in one statement; None for a job no longer to be started (done
+        meanwhile) or whose recipient has an older job still to be sent. A job left SENDING
+        by a replica that died is resumed as it is (its send may have happened). Fenced if
+        the sender is held at another epoch (nothing is begun then)."""
+        if not batch:
+            return []
+        tenant_id, sender_number = _one_sender(batch)
+        async with self._autocommit.connect() as conn:
+            rows = (
+                await conn.execute(
+                    _BEGIN,
+                    {
+                        "ids": [job.id for job in batch],
+                        "tenant_id": tenant_id,
+                        "sender_number": sender_number,
+                        "epoch": epoch,
+                        "now": now,
+                    },
                 )
-                .mappings()
-                .one_or_none()
-            )
-            if row is None:
-                await _check_held(conn, job, epoch)
-        return None if row is None else _job(row)
+            ).mappings()
+            begun = {row["id"]: _job(row) for row in rows}
+            if not begun:
+                await _check_held(conn, tenant_id, sender_number, epoch)
+        return [begun.get(job.id) for job in batch]
+
+    async def begin_attempt(self, job: JobRow, epoch: int, now: datetime) -> JobRow | None:
+        """:meth:`begin_attempts` for one job."""
+        (begun,) = await self.begin_attempts([job], epoch, now)
+        return begun
+
+    async def finish_attempts(
+        self, batch: Sequence[tuple[JobRow, Finish]], epoch: int, now: datetime
+    ) -> None:
+        """Record the attempt each job of ``batch`` (as begun, one sender's) just made and
+        move it on, all in one statement; Fenced if the sender was taken over meanwhile
+        (nothing is recorded then). A job no longer SENDING is passed over."""
+        if not batch:
+            return
+        tenant_id, sender_number = _one_sender([job for job, _ in batch])
+        finishes = [finish for _, finish in batch]
+        async with self._autocommit.connect() as conn:
+            recorded = (
+                await conn.execute(
+                    _FINISH,
+                    {
+                        "ids": [job.id for job, _ in batch],
+                        "states": [f.state for f in finishes],
+                        "outcomes": [f.outcome for f in finishes],
+                        "started": [f.started_at for f in finishes],
+                        "codes": [f.error_code for f in finishes],
+                        "messages": [f.error_message for f in finishes],
+                        "sids": [f.provider_sid for f in finishes],
+                        "next_at": [f.next_attempt_at for f in finishes],
+                        "fallback": [f.use_fallback for f in finishes],
+                        "refund": [f.refund for f in finishes],
+                        "tenant_id": tenant_id,
+                        "sender_number": sender_number,
+                        "epoch": epoch,
+                        "now": now,
+                    },
+                )
+            ).all()
+            if len(recorded) < len(batch):
+                await _check_held(conn, tenant_id, sender_number, epoch)
 
     async def finish_attempt(self, job: JobRow, epoch: int, finish: Finish, now: datetime) -> None:
-        """Record the attempt ``job`` (as begun) just made and move the job on; Fenced if the
-        sender was taken over meanwhile (nothing is recorded then)."""
-        values: dict[str, Any] = {
-            "state": finish.state,
-            "updated_at": now,
-            "last_error_code": finish.error_code,
-            "last_error_message": finish.error_message,
-            "next_attempt_at": finish.next_attempt_at,
-        }
-        if finish.provider_sid is not None:
-            values["provider_sid"] = finish.provider_sid
-        if finish.state == "sent":
-            values["sent_at"] = now
-        if finish.state == "dead":
-            values["dead_at"] = now
-        if finish.use_fallback and job.fallback_template is not None:
-            values.update(template=_raw_template(job.fallback_template), body="", media=[])
-        if finish.refund:
-            values["attempts"] = jobs.c.attempts - 1
-        async with self._engine.begin() as conn:
-            updated = (
-                await conn.execute(
-                    jobs.update()
-                    .where(
-                        jobs.c.id == job.id,
-                        jobs.c.state == "sending",
-                        _holds(job.tenant_id, job.sender_number, epoch),
-                    )
-                    .values(**values)
-                    .returning(jobs.c.id)
-                )
-            ).first()
-            if updated is None:
-                await _check_held(conn, job, epoch)
-                return
-            await _record_attempt(conn, job.id, finish, finish.provider_sid, epoch, now)
+        """:meth:`finish_attempts` for one job."""
+        await self.finish_attempts([(job, finish)], epoch, now)
 
     async def late_failure(
         self,
@@ -604,10 +706,20 @@ async def _record_attempt(
     )
 
 
-async def _check_held(conn: AsyncConnection, job: JobRow, epoch: int) -> None:
-    held = await conn.scalar(sa.select(_holds(job.tenant_id, job.sender_number, epoch)))
+async def _check_held(
+    conn: AsyncConnection, tenant_id: str, sender_number: str, epoch: int
+) -> None:
+    held = await conn.scalar(sa.select(_holds(tenant_id, sender_number, epoch)))
     if not held:
-        raise Fenced(f"{job.tenant_id}/{job.sender_number} is no longer held at epoch {epoch}")
+        raise Fenced(f"{tenant_id}/{sender_number} is no longer held at epoch {epoch}")
+
+
+def _one_sender(batch: Sequence[JobRow]) -> tuple[str, str]:
+    senders_in = {(job.tenant_id, job.sender_number) for job in batch}
+    if len(senders_in) != 1:
+        raise ValueError(f"a batch is one sender's, not {len(senders_in)}")
+    (sender,) = senders_in
+    return sender
 
 
 def _dead_filter(stmt: Any, tenant_id: str, sender_number: str, error_code: int) -> Any:
