@@ -28,7 +28,8 @@ MAX_BOT_TEXT = 1600  # Twilio's limit on one WhatsApp message body
 
 DEFAULT_TIME_ZONE = "UTC"
 DEFAULT_LANGUAGE = "en"
-DEFAULT_OUTBOUND_PER_SECOND = 1.0
+# Twilio's WhatsApp throughput per sender number; a tenant on a slower number sets its own.
+DEFAULT_OUTBOUND_PER_SECOND = 80.0
 DEFAULT_RECIPIENT_MIN_INTERVAL_S = 2
 DEFAULT_INBOUND_PER_MINUTE = 20
 

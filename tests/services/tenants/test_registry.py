@@ -38,7 +38,7 @@ async def test_create_fills_defaults_and_get_returns_the_same_tenant(admin: Any)
     assert tenant.version == 1
     assert tenant.time_zone == "UTC"
     assert tenant.default_language == "en"
-    assert tenant.limits.outbound_messages_per_second == 1.0
+    assert tenant.limits.outbound_messages_per_second == 80.0
     assert tenant.limits.recipient_min_interval == Duration(seconds=2)
     assert tenant.limits.inbound_messages_per_minute == 20
     assert tenant.created_at.seconds > 0
