@@ -29,6 +29,7 @@ from wamesh_dispatcher.twilio_api import TwilioApi
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.rpc.database_service import BackgroundLoop, Backing, Wiring, database_service
 from wamesh_kit.rpc.server import GrpcService, Service
+from wamesh_kit.tenant_cache import TenantCache
 from wamesh_kit.tenant_invalidations import InvalidationListener
 
 # Enqueue answers after the commit whatever Redis does: a stalled Redis must cost the bell
@@ -70,10 +71,13 @@ async def dispatcher_service(
             workers_pb2_grpc.WorkerRegistryStub(workers_channel), settings.rpc_timeout_s
         )
         tenants_stub = tenants_pb2_grpc.TenantRegistryStub(tenants_channel)
+        # One cache of the tenants this replica meets: intake reads their senders, sending
+        # their limits; an invalidation drops the entry for both.
+        tenant_cache = TenantCache(tenants_stub, settings.rpc_timeout_s)
         servicer = Dispatcher(
             store,
             backing.redis,
-            TenantDirectory(tenants_stub, settings.rpc_timeout_s),
+            TenantDirectory(tenant_cache),
             sessions,
             IntakeMetrics(backing.registry),
         )
@@ -87,7 +91,7 @@ async def dispatcher_service(
                 await conversations_channel.close(None)
             await workers_channel.close(None)
 
-        accounts = TenantAccounts(tenants_stub, settings.rpc_timeout_s)
+        accounts = TenantAccounts(tenants_stub, settings.rpc_timeout_s, tenant_cache)
         conversations_channel = (
             make_channel(
                 settings.conversations_target,

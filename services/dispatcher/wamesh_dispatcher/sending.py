@@ -26,7 +26,8 @@ from wamesh.workers.v1 import workers_pb2 as workers_pb
 from wamesh_dispatcher.bell import sender_of
 from wamesh_dispatcher.runner import Account, RunnerDeps, SenderLimits, SenderRunner
 from wamesh_dispatcher.settings import DispatcherSettings
-from wamesh_kit.errors import Unavailable
+from wamesh_kit.errors import NotFound, Unavailable
+from wamesh_kit.tenant_cache import TenantCache
 from wamesh_worker import SessionWorker, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,22 @@ DEFAULT_INTERVAL_S = 2.0
 
 
 class TenantAccounts:
-    """A tenant's Twilio credentials (GetCredentials) and sending limits (GetTenant)."""
+    """A tenant's Twilio credentials (GetCredentials, cached here) and sending limits (from
+    the replica's tenant cache)."""
 
     def __init__(
         self,
         tenants_stub: Any,
         timeout_s: float,
+        tenants: TenantCache,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tenants_stub = tenants_stub
         self._timeout_s = timeout_s
+        self._tenants = tenants
         self._clock = clock
         self._accounts: dict[str, tuple[float, Account]] = {}
-        self._limits: dict[str, tuple[float, SenderLimits]] = {}
         self._listeners: list[Callable[[str], None]] = []
 
     async def account(self, tenant_id: str) -> Account:
@@ -69,32 +72,27 @@ class TenantAccounts:
         return account
 
     async def limits(self, tenant_id: str) -> SenderLimits:
-        cached = self._limits.get(tenant_id)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
-        answer = await self._call(
-            self._tenants_stub.GetTenant, tenants_pb2.GetTenantRequest(tenant_id=tenant_id)
-        )
-        limits = answer.tenant.limits
+        try:
+            limits = (await self._tenants.get(tenant_id)).limits
+        except NotFound:
+            raise Unavailable(f"tenants knows no tenant {tenant_id}") from None
         interval = limits.recipient_min_interval.ToTimedelta().total_seconds()
-        found = SenderLimits(
+        return SenderLimits(
             messages_per_second=limits.outbound_messages_per_second or DEFAULT_RATE,
             recipient_interval_s=(
                 interval if limits.HasField("recipient_min_interval") else DEFAULT_INTERVAL_S
             ),
         )
-        self._limits[tenant_id] = (self._clock() + ACCOUNT_TTL_S, found)
-        return found
 
     def forget(self, invalidation: TenantInvalidation) -> None:
         self._accounts.pop(invalidation.tenant_id, None)
-        self._limits.pop(invalidation.tenant_id, None)
+        self._tenants.forget(invalidation)
         for listener in self._listeners:
             listener(invalidation.tenant_id)
 
     def forget_all(self) -> None:
         self._accounts.clear()
-        self._limits.clear()
+        self._tenants.forget_all()
         for listener in self._listeners:
             listener("")
 
