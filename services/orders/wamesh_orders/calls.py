@@ -66,9 +66,10 @@ class Calls:
         finally:
             await self._store.made(done)
 
-    async def flush(self, limit: int = BATCH) -> int:
-        """Makes up to ``limit`` of the oldest calls left; how many there were."""
-        pending = await self._store.pending_calls(limit)
+    async def flush(self, limit: int = BATCH, *, message_id: str | None = None) -> int:
+        """Makes up to ``limit`` of the oldest calls left (of ``message_id``'s turn only, if
+        given); how many there were."""
+        pending = await self._store.pending_calls(limit, message_id=message_id)
         if pending:
             await self.make(pending)
         return len(pending)

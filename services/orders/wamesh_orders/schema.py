@@ -103,6 +103,9 @@ outbox = sa.Table(
     sa.Column("idempotency_key", sa.Text, primary_key=True),
     # The order the calls were written in: a customer's replies leave in that order.
     sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False),
+    # The inbound message whose turn wrote it (none for a staff RPC): a redelivered message
+    # hands on its own calls, not the whole outbox.
+    sa.Column("message_id", sa.Text),
     sa.Column("tenant_id", sa.Text, nullable=False),
     # "enqueue": a serialized dispatch.v1.EnqueueRequest; "opt_out": a conversations.v1
     # SetOptOutRequest (the customer's STOP or START, for the conversation store).
@@ -110,4 +113,5 @@ outbox = sa.Table(
     sa.Column("request", sa.LargeBinary, nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Index("outbox_in_order", "seq"),
+    sa.Index("outbox_by_message", "message_id"),
 )

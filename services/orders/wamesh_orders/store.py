@@ -167,6 +167,8 @@ class Transaction:
     def __init__(self, connection: AsyncConnection, now: datetime) -> None:
         self._connection = connection
         self.now = now
+        # The inbound message this transaction is the turn of, once claimed.
+        self._message_id: str | None = None
 
     async def claim_message(self, message_id: str) -> bool:
         """True the first time a message is seen; False for a redelivery or a replay."""
@@ -176,6 +178,7 @@ class Transaction:
             .on_conflict_do_nothing()
             .returning(processed.c.message_id)
         )
+        self._message_id = message_id
         return claimed.first() is not None
 
     async def lock_session(self, tenant_id: str, customer_number: str) -> dict[str, Any] | None:
@@ -427,6 +430,7 @@ class Transaction:
                         "idempotency_key": call.key,
                         "tenant_id": call.tenant_id,
                         "kind": call.kind,
+                        "message_id": self._message_id,
                         "request": call.request.SerializeToString(),
                         "created_at": self.now,
                     }
@@ -503,9 +507,12 @@ class OrderStore:
             ).scalar_one_or_none()
         return int(value or 0)
 
-    async def pending_calls(self, limit: int) -> list[Call]:
-        """The oldest calls not yet made, in the order they were written."""
+    async def pending_calls(self, limit: int, *, message_id: str | None = None) -> list[Call]:
+        """The oldest calls not yet made (only those of ``message_id``'s turn, if given), in
+        the order they were written."""
         query = sa.select(outbox).order_by(outbox.c.seq).limit(limit)
+        if message_id is not None:
+            query = query.where(outbox.c.message_id == message_id)
         async with self._engine.connect() as connection:
             return [_call(row) for row in await connection.execute(query)]
 

@@ -85,7 +85,7 @@ class Turns:
             if calls is None:
                 metrics.events.labels("repeated").inc()
                 # Redelivered: what its first handling wrote may not have left yet.
-                await self._actions.calls.flush()
+                await self._actions.calls.flush(message_id=entry.message.message_id)
                 return
             metrics.events.labels("answered" if calls else "silent").inc()
             await self._actions.calls.make(calls)
