@@ -48,6 +48,7 @@ from wamesh_dispatcher.store import Fenced, Finish, JobRow, JobStore
 from wamesh_dispatcher.turns import Turns
 from wamesh_dispatcher.twilio_api import Content, Sent, TwilioApi
 from wamesh_kit.batching import GroupCommit
+from wamesh_kit.errors import Unavailable
 from wamesh_kit.streams import entry_context
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def utcnow() -> datetime:
 class SenderLimits:
     messages_per_second: float
     recipient_interval_s: float
+    # None: the dispatcher's own setting (a tenant stored before tenants had one).
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class SenderRunner:
         self._reconcile_now = False
         self._bucket = TokenBucket(1.0)
         self._interval_s = 2.0
+        self._max_attempts = deps.backoff.attempts
         self._api: TwilioApi | None = None
         # Every client opened (one per credentials seen), closed when the runner ends: a
         # send in flight keeps the one it started with.
@@ -188,9 +192,7 @@ class SenderRunner:
         """Send until :meth:`stop`, or until the sender is found held by a newer epoch."""
         try:
             await self._deps.store.claim(self.tenant_id, self.sender_number, self.epoch, utcnow())
-            limits = await self._deps.limits(self.tenant_id)
-            self._bucket = TokenBucket(limits.messages_per_second)
-            self._interval_s = limits.recipient_interval_s
+            await self._read_limits()
             # The stream's end before the queue is read: a job enqueued in between is in one
             # or the other.
             tail = await self._stream_tail()
@@ -219,9 +221,16 @@ class SenderRunner:
         finally:
             self.stopped = True
 
+    async def _read_limits(self) -> None:
+        limits = await self._deps.limits(self.tenant_id)
+        self._bucket = TokenBucket(limits.messages_per_second)
+        self._interval_s = limits.recipient_interval_s
+        self._max_attempts = limits.max_attempts or self._deps.backoff.attempts
+
     def credentials_changed(self) -> None:
-        """The tenant's credentials changed: the next send uses the new ones, and a sender
-        paused for refused credentials tries again at once."""
+        """The tenant changed (its credentials, its limits): the next send uses the new
+        credentials and limits, and a sender paused for refused credentials tries again at
+        once."""
         self._credentials_changed = True
         self._paused_until = 0.0
         self._wake.set()
@@ -229,6 +238,10 @@ class SenderRunner:
     async def _current_api(self) -> TwilioApi:
         if self._credentials_changed and self._apis is not None:
             self._credentials_changed = False
+            try:
+                await self._read_limits()
+            except Unavailable as error:
+                log.warning("kept %s's limits: %s", self.tenant_id, error)
             account = await self._deps.account(self.tenant_id)
             self._api = await self._apis.enter_async_context(self._deps.open_api(account))
         return self._require_api()
@@ -531,7 +544,7 @@ class SenderRunner:
     def _retry_or_dead(self, job: JobRow, started: datetime, outcome: Outcome, kind: str) -> Finish:
         message = f"{outcome.reason}: {outcome.message}"
         code = outcome.code or 0
-        if self._deps.backoff.exhausted(job.attempts):
+        if job.attempts >= self._max_attempts:
             return Finish(kind, "dead", started, code, message)
         wait = timedelta(seconds=self._deps.backoff.delay(job.attempts))
         return Finish(kind, "retrying", started, code, message, next_attempt_at=utcnow() + wait)

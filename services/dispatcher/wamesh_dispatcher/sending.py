@@ -82,6 +82,7 @@ class TenantAccounts:
             recipient_interval_s=(
                 interval if limits.HasField("recipient_min_interval") else DEFAULT_INTERVAL_S
             ),
+            max_attempts=limits.max_send_attempts or None,
         )
 
     def forget(self, invalidation: TenantInvalidation) -> None:

@@ -32,6 +32,8 @@ DEFAULT_LANGUAGE = "en"
 DEFAULT_OUTBOUND_PER_SECOND = 80.0
 DEFAULT_RECIPIENT_MIN_INTERVAL_S = 2
 DEFAULT_INBOUND_PER_MINUTE = 20
+DEFAULT_SEND_ATTEMPTS = 5
+MAX_SEND_ATTEMPTS = 20
 
 
 def display_name(value: str) -> str:
@@ -75,12 +77,18 @@ def limits(value: pb.Limits, *, field: str = "limits") -> pb.Limits:
         raise InvalidArgument("must not be negative", field=f"{field}.recipient_min_interval")
     if value.inbound_messages_per_minute < 0:
         raise InvalidArgument("must not be negative", field=f"{field}.inbound_messages_per_minute")
+    if not 0 <= value.max_send_attempts <= MAX_SEND_ATTEMPTS:
+        raise InvalidArgument(
+            f"must be 1 to {MAX_SEND_ATTEMPTS} (0: {DEFAULT_SEND_ATTEMPTS})",
+            field=f"{field}.max_send_attempts",
+        )
     if interval.seconds == 0 and interval.nanos == 0:
         interval = Duration(seconds=DEFAULT_RECIPIENT_MIN_INTERVAL_S)
     return pb.Limits(
         outbound_messages_per_second=per_second or DEFAULT_OUTBOUND_PER_SECOND,
         recipient_min_interval=interval,
         inbound_messages_per_minute=value.inbound_messages_per_minute or DEFAULT_INBOUND_PER_MINUTE,
+        max_send_attempts=value.max_send_attempts or DEFAULT_SEND_ATTEMPTS,
     )
 
 

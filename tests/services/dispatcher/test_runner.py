@@ -27,7 +27,7 @@ from tests.services.dispatcher.runner_testkit import (
 from tests.tools.sandbox.sandbox_testkit import ACCOUNT
 from wamesh.conversations.v1.conversations_pb2_grpc import ConversationStoreStub
 from wamesh_dispatcher.records import OutboundRecords
-from wamesh_dispatcher.runner import Account
+from wamesh_dispatcher.runner import Account, SenderLimits
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.settings import DEV_INTERNAL_TOKEN
 
@@ -88,6 +88,23 @@ async def test_a_server_error_is_looked_up_then_retried_and_dead_once_exhausted(
     assert (dead.state, dead.last_error_code, fine.state) == ("dead", 20500, "sent")
     # Each 500 left the create in doubt; each lookup found nothing, so each was a retry.
     assert [(a.outcome, a.error_code) for a in history] == [("retry", 20500)] * 3
+
+
+async def test_a_tenants_own_attempts_limit_decides_when_a_job_is_dead(
+    harness: Harness,
+) -> None:
+    await add_fault(harness.sandbox, status=500, code=20500, count=None, recipient=whatsapp(15))
+
+    async def two_attempts(_: str) -> SenderLimits:
+        return SenderLimits(messages_per_second=500.0, recipient_interval_s=0.0, max_attempts=2)
+
+    async with running(harness, limits=two_attempts):
+        rows = await harness.enqueue((recipient(15), "doomed"))
+        await harness.until(rows, lambda s: s == "dead")
+
+    _, history = await harness.store.job(harness.tenant, job_id=rows[0].id)
+    # The dispatcher's own setting is 3 attempts here; the tenant's 2 wins.
+    assert [(a.outcome, a.error_code) for a in history] == [("retry", 20500)] * 2
 
 
 async def test_a_final_refusal_fails_at_once_and_the_recipients_next_job_goes_on(
@@ -203,3 +220,18 @@ async def test_a_send_continues_the_trace_its_enqueue_started(harness: Harness) 
     assert send.context.trace_id == enqueue.get_span_context().trace_id
     assert send.parent.span_id == enqueue.get_span_context().span_id
     assert send.attributes == {"wamesh.tenant.id": harness.tenant, "wamesh.job.id": rows[0].id}
+
+
+async def test_a_changed_tenant_has_its_limits_read_again(harness: Harness) -> None:
+    read: list[int] = []
+
+    async def limits(_: str) -> SenderLimits:
+        read.append(len(read))
+        return SenderLimits(messages_per_second=500.0, recipient_interval_s=0.0)
+
+    async with running(harness, limits=limits) as runner:
+        await harness.until(await harness.enqueue((recipient(16), "before")), lambda s: s == "sent")
+        assert len(read) == 1
+        runner.credentials_changed()  # what a tenants invalidation does
+        await harness.until(await harness.enqueue((recipient(16), "after")), lambda s: s == "sent")
+    assert len(read) == 2

@@ -39,6 +39,7 @@ async def test_create_fills_defaults_and_get_returns_the_same_tenant(admin: Any)
     assert tenant.time_zone == "UTC"
     assert tenant.default_language == "en"
     assert tenant.limits.outbound_messages_per_second == 80.0
+    assert tenant.limits.max_send_attempts == 5
     assert tenant.limits.recipient_min_interval == Duration(seconds=2)
     assert tenant.limits.inbound_messages_per_minute == 20
     assert tenant.created_at.seconds > 0
@@ -58,6 +59,7 @@ async def test_create_stores_limits_and_bot_settings(admin: Any) -> None:
         outbound_messages_per_second=5,
         recipient_min_interval=Duration(seconds=3),
         inbound_messages_per_minute=30,
+        max_send_attempts=8,
     )
     tenant = await create_tenant(
         admin, time_zone="Europe/Madrid", default_language="es", limits=limits, bot=bot
@@ -117,6 +119,10 @@ async def test_a_taken_tenant_id_is_already_exists(admin: Any) -> None:
         (
             {"limits": pb.Limits(outbound_messages_per_second=-1)},
             "limits.outbound_messages_per_second",
+        ),
+        (
+            {"limits": pb.Limits(max_send_attempts=21)},
+            "limits.max_send_attempts",
         ),
         (
             {"limits": pb.Limits(recipient_min_interval=Duration(seconds=-2))},

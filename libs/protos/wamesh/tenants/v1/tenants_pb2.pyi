@@ -149,10 +149,15 @@ class Limits(_message.Message):
     OUTBOUND_MESSAGES_PER_SECOND_FIELD_NUMBER: _builtins.int
     RECIPIENT_MIN_INTERVAL_FIELD_NUMBER: _builtins.int
     INBOUND_MESSAGES_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    MAX_SEND_ATTEMPTS_FIELD_NUMBER: _builtins.int
     outbound_messages_per_second: _builtins.float
     """Outbound messages per second per sender number (Twilio's sender throughput)."""
     inbound_messages_per_minute: _builtins.int
     """Inbound messages per minute per customer before they are flagged rate_limited."""
+    max_send_attempts: _builtins.int
+    """Attempts the dispatcher makes of one message before it is a dead letter (default 5, at
+    most 20).
+    """
     @_builtins.property
     def recipient_min_interval(self) -> _duration_pb2.Duration:
         """Minimum gap between two messages to one recipient from one sender (default 2 s)."""
@@ -163,10 +168,11 @@ class Limits(_message.Message):
         outbound_messages_per_second: _builtins.float = ...,
         recipient_min_interval: _duration_pb2.Duration | None = ...,
         inbound_messages_per_minute: _builtins.int = ...,
+        max_send_attempts: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["recipient_min_interval", b"recipient_min_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inbound_messages_per_minute", b"inbound_messages_per_minute", "outbound_messages_per_second", b"outbound_messages_per_second", "recipient_min_interval", b"recipient_min_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inbound_messages_per_minute", b"inbound_messages_per_minute", "max_send_attempts", b"max_send_attempts", "outbound_messages_per_second", b"outbound_messages_per_second", "recipient_min_interval", b"recipient_min_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
