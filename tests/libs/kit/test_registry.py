@@ -35,9 +35,9 @@ def _install(site: Path, distribution: str, entries: dict[str, str]) -> None:
 
 def test_the_mesh_is_the_installed_service_packages() -> None:
     found = registry.services()
-    assert list(found) == ["conversations", "dispatcher", "ingress", "tenants", "workers"]
+    assert list(found) == ["conversations", "dispatcher", "ingress", "orders", "tenants", "workers"]
     assert found["ingress"].database is None
-    assert registry.databases() == ["conversations", "dispatcher", "tenants", "workers"]
+    assert registry.databases() == ["conversations", "dispatcher", "orders", "tenants", "workers"]
 
 
 def test_the_sandbox_is_a_development_tool_and_never_a_service() -> None:
