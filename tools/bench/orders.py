@@ -24,12 +24,15 @@ store's relay would; orders calls the store only for STOP and START, which the l
   so that the latency is the turn's own: a flood's latency is mostly its backlog).
 
 An event's latency runs from its XADD to its first reply's ``created_at`` in the dispatcher's
-jobs table (the dispatcher's wall clock: one machine, one clock). CPU milliseconds per event
-of each process say where a rate is spent; ``others`` is the rest of the machine (it is
-shared: compare rounds, not single figures). With ``--profile`` one more flood (6,000 events
-at most) runs with py-spy attached to the orders replica (not counted in the spreads), and
-where its CPU went is printed. The table goes to stdout, then one JSON line; progress to
-stderr.
+jobs table (the dispatcher's wall clock, stamped as it takes the batch; one machine, one
+clock). Beside it, from the services' own metrics: the replica's mean turn (read → replies
+handed on and crossed off its outbox: one replica handles one event at a time, so the rate is
+about 1 / turn), the dispatcher's EnqueueBatch and the GetTenant calls per event (the tenant
+caches of orders and the dispatcher). CPU milliseconds per event of each process say where a
+rate is spent; ``others`` is the rest of the machine (it is shared: compare rounds, not
+single figures). With ``--profile`` one more flood (6,000 events at most) runs with py-spy
+attached to the orders replica (not counted in the spreads), and where its CPU went is
+printed. The table goes to stdout, then one JSON line; progress to stderr.
 """
 
 from __future__ import annotations
