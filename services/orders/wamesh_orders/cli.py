@@ -19,9 +19,8 @@ from rich.table import Table
 
 from wamesh.orders.v1 import orders_pb2 as pb
 from wamesh.orders.v1 import orders_pb2_grpc
-from wamesh_kit.rpc.cli import AsJson, Columns, call, message_json, print_messages
+from wamesh_kit.rpc.cli import AsJson, Columns, call, message_json, print_messages, rpc_failure
 from wamesh_kit.rpc.client import make_channel
-from wamesh_kit.rpc.errors import domain_error_from_rpc_error
 from wamesh_kit.settings import DEV_ADMIN_TOKEN
 
 app = typer.Typer(help="Orders: list, show, move and watch them.", no_args_is_help=True)
@@ -175,10 +174,7 @@ def watch(
     try:
         asyncio.run(_watch(tenant_id, after, target, token, as_json))
     except grpc.aio.AioRpcError as error:
-        domain_error = domain_error_from_rpc_error(error)
-        message = str(domain_error) if domain_error is not None else error.details() or ""
-        _err.print(f"[red]{error.code().name}[/red]: {escape(message)}", highlight=False)
-        raise typer.Exit(1) from None
+        raise rpc_failure(error) from None
     except KeyboardInterrupt:
         pass
 

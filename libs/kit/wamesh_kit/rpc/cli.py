@@ -37,10 +37,15 @@ def call(target: str, token: str, method: Callable[[grpc.aio.Channel], Any]) -> 
     try:
         return asyncio.run(run())
     except grpc.aio.AioRpcError as error:
-        domain_error = domain_error_from_rpc_error(error)
-        message = str(domain_error) if domain_error is not None else error.details() or ""
-        _err.print(f"[red]{error.code().name}[/red]: {escape(message)}", highlight=False)
-        raise typer.Exit(1) from None
+        raise rpc_failure(error) from None
+
+
+def rpc_failure(error: grpc.aio.AioRpcError) -> typer.Exit:
+    """Prints a failed call as its status and message; the exit (1) to raise for it."""
+    domain_error = domain_error_from_rpc_error(error)
+    message = str(domain_error) if domain_error is not None else error.details() or ""
+    _err.print(f"[red]{error.code().name}[/red]: {escape(message)}", highlight=False)
+    return typer.Exit(1)
 
 
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
