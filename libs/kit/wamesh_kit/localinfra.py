@@ -139,8 +139,7 @@ class LocalPostgres:
 
     def _run(self, *command: str) -> None:
         result = subprocess.run(
-            command,
-            user=self._run_as,
+            self._as_system_user(command),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -153,6 +152,15 @@ class LocalPostgres:
                 f"{Path(command[0]).name} failed ({result.returncode}): {result.stdout.strip()}\n"
                 f"postgres log:\n{_log_tail(self._log)}"
             )
+
+    def _as_system_user(self, command: tuple[str, ...]) -> tuple[str, ...]:
+        # setpriv drops to the system user after exec rather than subprocess's ``user=``: that
+        # forces fork() over vfork(), and gRPC's fork handlers then run in the child of a
+        # process serving RPCs, where they can crash it before pg_ctl ever starts.
+        if self._run_as is None:
+            return command
+        user = self._run_as
+        return ("setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command)
 
     def _grant_system_user(self) -> None:
         if self._run_as is None:
