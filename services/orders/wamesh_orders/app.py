@@ -1,13 +1,13 @@
 """Wiring: settings → engine, Redis, the tenants, dispatcher and conversations clients → the
 OrderService servicer, and beside it the bot (the ``inbound`` consumer), the outbox and the
-cart expiry."""
+sweep (cart expiry, handled messages past retention)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry.trace import TracerProvider
@@ -17,6 +17,7 @@ from wamesh.conversations.v1 import conversations_pb2_grpc
 from wamesh.dispatch.v1 import dispatch_pb2_grpc
 from wamesh.orders.v1 import orders_pb2, orders_pb2_grpc
 from wamesh.tenants.v1 import tenants_pb2_grpc
+from wamesh_kit.background import repeat
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.rpc.database_service import BackgroundLoop, Backing, Wiring, database_service
 from wamesh_kit.rpc.server import GrpcService, Service
@@ -35,7 +36,7 @@ GET_TENANT = "/wamesh.tenants.v1.TenantRegistry/GetTenant"
 ENQUEUE_BATCH = "/wamesh.dispatch.v1.Dispatcher/EnqueueBatch"
 SET_OPT_OUT = "/wamesh.conversations.v1.ConversationStore/SetOptOut"
 OUTBOX_INTERVAL_S = 1.0
-EXPIRY_BATCH = 500
+SWEEP_BATCH = 500
 
 
 @asynccontextmanager
@@ -85,6 +86,8 @@ async def orders_service(
             store, tenants, calls, metrics, timedelta(seconds=settings.rating_prompt_delay_s)
         )
         turns = Turns(actions)
+        cart_expiry = timedelta(seconds=settings.cart_expiry_s)
+        processed_retention = timedelta(seconds=settings.processed_retention_s)
         instance = settings.instance_id or f"orders-{uuid.uuid4().hex[:8]}"
 
         async def clients(stop: asyncio.Event) -> None:
@@ -104,20 +107,21 @@ async def orders_service(
         async def outbox(stop: asyncio.Event) -> None:
             await calls.run(stop, OUTBOX_INTERVAL_S)
 
-        async def expiry(stop: asyncio.Event) -> None:
-            while not stop.is_set():
-                older_than = datetime.now(UTC) - timedelta(seconds=settings.cart_expiry_s)
-                expired = await store.expire_carts(older_than, EXPIRY_BATCH)
-                metrics.carts_expired.inc(len(expired))
-                if len(expired) < EXPIRY_BATCH:
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), settings.sweep_interval_s)
+        async def sweep_once() -> bool:
+            now = datetime.now(UTC)
+            expired = await store.expire_carts(now - cart_expiry, SWEEP_BATCH)
+            metrics.carts_expired.inc(len(expired))
+            forgotten = await store.forget_processed(now - processed_retention, SWEEP_BATCH)
+            return SWEEP_BATCH in (len(expired), forgotten)
+
+        async def sweep(stop: asyncio.Event) -> None:
+            await repeat(sweep_once, stop, interval_s=settings.sweep_interval_s, name="sweep")
 
         loops: dict[str, BackgroundLoop] = {
             "clients": clients,
             "bot": bot,
             "outbox": outbox,
-            "cart-expiry": expiry,
+            "sweep": sweep,
         }
         return Wiring(
             [

@@ -9,7 +9,6 @@ loop makes whatever is left (a dispatcher that was down, a replica that died in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +17,7 @@ import grpc
 import grpc.aio
 
 from wamesh.dispatch.v1 import dispatch_pb2
+from wamesh_kit.background import repeat
 from wamesh_kit.errors import Unavailable
 from wamesh_orders.metrics import OrdersMetrics
 from wamesh_orders.store import ENQUEUE, Call, OrderStore
@@ -75,14 +75,12 @@ class Calls:
         return len(pending)
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
-        while not stop.is_set():
-            try:
-                while await self.flush() == BATCH and not stop.is_set():
-                    pass
-            except Unavailable as error:
-                log.warning("outbox calls wait for a peer: %s", error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+        """Makes what the outbox holds, every ``interval_s`` (at once while a batch was full)."""
+
+        async def batch() -> bool:
+            return await self.flush() == BATCH
+
+        await repeat(batch, stop, interval_s=interval_s, name="outbox calls")
 
     async def _opt_out(self, call: Call) -> None:
         try:

@@ -86,12 +86,14 @@ customers = sa.Table(
 )
 
 # Inbound messages already handled: written in the transaction that acts on one, so a
-# redelivered or replayed event finds its row and changes nothing.
+# redelivered or replayed event finds its row and changes nothing. Forgotten past
+# ``processed_retention_s``, by then longer than any redelivery or republished window.
 processed = sa.Table(
     "processed_messages",
     metadata,
     sa.Column("message_id", sa.Text, primary_key=True),
     sa.Column("processed_at", _TS, nullable=False),
+    sa.Index("processed_by_age", "processed_at"),
 )
 
 # Calls to other services, written with the change that causes them and deleted once made

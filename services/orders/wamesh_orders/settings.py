@@ -31,6 +31,15 @@ class OrdersSettings(DatabaseServiceSettings):
     cart_expiry_s: float = Field(
         default=86_400.0, gt=0, description="A cart untouched this long is cancelled (expired)"
     )
+    processed_retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="How long a handled inbound message is remembered, so that its "
+        "redelivery or replay changes nothing; keep it above the conversation store's "
+        "WAMESH_OUTBOX_RETENTION_S, the window it may publish again",
+    )
     sweep_interval_s: float = Field(
-        default=60.0, gt=0, description="How often expired carts are looked for"
+        default=60.0,
+        gt=0,
+        description="How often expired carts and handled messages past retention are looked for",
     )

@@ -528,6 +528,21 @@ class OrderStore:
         async with self.transaction() as tx:
             return await tx.expire_carts(older_than, limit)
 
+    async def forget_processed(self, older_than: datetime, limit: int) -> int:
+        """Forgets up to ``limit`` of the inbound messages handled before ``older_than``,
+        oldest first; how many."""
+        oldest = (
+            sa.select(processed.c.message_id)
+            .where(processed.c.processed_at < older_than)
+            .order_by(processed.c.processed_at)
+            .limit(limit)
+        )
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                processed.delete().where(processed.c.message_id.in_(oldest))
+            )
+        return result.rowcount or 0
+
 
 async def _with_histories(
     connection: AsyncConnection, found: list[OrderRecord]
