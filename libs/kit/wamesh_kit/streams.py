@@ -18,7 +18,8 @@ message) and ``traceparent``/``tracestate`` when a trace is active. A consumer:
 * recreates its group (from the stream's first entry) when Redis lost it, after a FLUSHALL
   or a restart without persistence, rather than dying on ``NOGROUP``.
 
-Delivery is at least once: handlers must be idempotent.
+Delivery is at least once: handlers must be idempotent. A stream's owner trims what every
+group has acknowledged with :func:`trim_acknowledged`.
 """
 
 from __future__ import annotations
@@ -353,3 +354,37 @@ def _group_gone(error: ResponseError) -> bool:
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def trim_acknowledged(redis: aioredis.Redis, stream: str, *, before_ms: int) -> int:
+    """Drops the entries of ``stream`` older than ``before_ms`` (Unix milliseconds) that every
+    consumer group has read and acknowledged; how many.
+
+    What a group still needs starts at its oldest pending entry or, with none pending, at its
+    last delivered one (kept, so the stream never empties behind a group). A stream no group
+    reads is left whole: nobody has said what is done with its entries. Groups only move
+    forward, so what this reads cannot go stale before the XTRIM: an entry delivered meanwhile
+    is newer than the last delivered one it read.
+    """
+    try:
+        groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return 0
+    if not groups:
+        return 0
+    keep_from = _entry_order(f"{before_ms}-0")
+    for group in groups:
+        needed = _entry_order(as_text(group["last-delivered-id"]))
+        if group["pending"]:
+            summary: dict[str, Any] = await redis.xpending(stream, group["name"])
+            needed = min(needed, _entry_order(as_text(summary["min"])))
+        keep_from = min(keep_from, needed)
+    removed: int = await redis.xtrim(
+        stream, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False
+    )
+    return removed
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)

@@ -35,6 +35,7 @@ async def conversations_service(
             retention_s=settings.outbox_retention_s,
             heal_check_s=settings.outbox_heal_check_s,
             pending_status_retention_s=settings.pending_status_retention_s,
+            stream_retention_s=settings.stream_retention_s,
             registry=backing.registry,
         )
         servicer = ConversationStoreServicer(

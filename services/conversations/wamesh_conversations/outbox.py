@@ -18,7 +18,9 @@ so a stream is healed with nothing new to publish.
 
 Its loop is also the service's housekeeping: every ``PURGE_EVERY_S`` it deletes published
 rows past ``retention_s`` and status callbacks kept aside (``pending_statuses``) past
-``pending_status_retention_s``, whose SID no message claimed in that time.
+``pending_status_retention_s``, whose SID no message claimed in that time, and trims each
+stream it publishes to of the entries older than ``stream_retention_s`` that every consumer
+group has acknowledged: without it Redis would hold every event ever published.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from wamesh_conversations.schema import outbox, outbox_streams, pending_statuses
-from wamesh_conversations.settings import DEFAULT_PENDING_STATUS_RETENTION_S
+from wamesh_conversations.settings import (
+    DEFAULT_PENDING_STATUS_RETENTION_S,
+    DEFAULT_STREAM_RETENTION_S,
+)
 from wamesh_kit.redis_client import PipelinedScript, as_text
 from wamesh_kit.rpc.errors import is_infrastructure_error
+from wamesh_kit.streams import trim_acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +149,7 @@ class OutboxRelay:
         retention_s: int,
         heal_check_s: float = 5.0,
         pending_status_retention_s: int = DEFAULT_PENDING_STATUS_RETENTION_S,
+        stream_retention_s: int = DEFAULT_STREAM_RETENTION_S,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self._engine = engine
@@ -152,6 +159,7 @@ class OutboxRelay:
         self._retention_s = retention_s
         self._heal_check_s = heal_check_s
         self._pending_status_retention_s = pending_status_retention_s
+        self._stream_retention_s = stream_retention_s
         self._wake = asyncio.Event()
         # The first round purges, however soon after boot (monotonic zero) the process starts.
         self._purged_at = -float("inf")
@@ -279,6 +287,18 @@ class OutboxRelay:
             )
         return result.rowcount or 0
 
+    async def trim_streams(self) -> int:
+        """Trim every stream the relay publishes to of the entries past ``stream_retention_s``
+        that all its consumer groups acknowledged; how many went."""
+        async with self._engine.connect() as connection:
+            streams = (await connection.execute(sa.select(outbox_streams.c.stream))).scalars()
+            names = list(streams.all())
+        before_ms = int((time.time() - self._stream_retention_s) * 1000)
+        trimmed = 0
+        for stream in names:
+            trimmed += await trim_acknowledged(self._redis, stream, before_ms=before_ms)
+        return trimmed
+
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set; failures are logged and retried, never raised."""
         while not stop.is_set():
@@ -288,6 +308,7 @@ class OutboxRelay:
                     self._purged_at = time.monotonic()
                     await self.purge()
                     await self.purge_pending_statuses()
+                    await self.trim_streams()
             except Exception as error:  # a dead relay would strand every event: keep going
                 if is_infrastructure_error(error):
                     log.warning("outbox relay waiting", extra={"error": str(error)})

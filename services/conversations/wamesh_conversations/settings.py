@@ -10,6 +10,7 @@ from wamesh_kit.settings import DatabaseServiceSettings
 # still waiting after a week belongs to a send that never reported back (or to no message
 # of ours), and is kept no longer.
 DEFAULT_PENDING_STATUS_RETENTION_S = 7 * 86_400
+DEFAULT_STREAM_RETENTION_S = 3_600
 
 
 class ConversationsSettings(DatabaseServiceSettings):
@@ -27,6 +28,12 @@ class ConversationsSettings(DatabaseServiceSettings):
     )
     outbox_retention_s: int = Field(
         default=86_400, ge=0, description="How long published outbox rows are kept"
+    )
+    stream_retention_s: int = Field(
+        default=DEFAULT_STREAM_RETENTION_S,
+        ge=0,
+        description="How long an event every consumer group has acknowledged stays on its "
+        "stream (inbound, statuses) before it is trimmed",
     )
     pending_status_retention_s: int = Field(
         default=DEFAULT_PENDING_STATUS_RETENTION_S,

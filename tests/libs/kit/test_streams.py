@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,7 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from wamesh.events.v1.events_pb2 import MessageStatusEvent, OutboundJobEvent
 from wamesh_kit.localinfra import LocalRedis
-from wamesh_kit.redis_client import make_redis
+from wamesh_kit.redis_client import as_text, make_redis
 from wamesh_kit.streams import (
     Handler,
     PoisonMessage,
@@ -23,6 +24,7 @@ from wamesh_kit.streams import (
     StreamEntry,
     StreamProducer,
     encode_entry,
+    trim_acknowledged,
 )
 
 _counter = 0
@@ -354,3 +356,67 @@ async def until_handled_or_dead(handled: asyncio.Event, task: asyncio.Task[None]
         task.result()  # re-raise what killed it
         pytest.fail("the consumer stopped on its own")
     assert handled.is_set(), "the entry was never handled"
+
+
+async def five_entries(redis: aioredis.Redis, stream: str) -> list[str]:
+    """Entries at 1,000 ms, 2,000 ms ... 5,000 ms after the epoch."""
+    return [
+        as_text(await redis.xadd(stream, {"n": str(n)}, id=f"{n * 1000}-0")) for n in range(1, 6)
+    ]
+
+
+async def read_and_ack(
+    redis: aioredis.Redis, stream: str, group: str, *, read: int, acked: int
+) -> None:
+    await redis.xgroup_create(stream, group, id="0")
+    if read:
+        delivered: Any = await redis.xreadgroup(group, "c1", {stream: ">"}, count=read)
+        ids = [entry_id for entry_id, _ in delivered[0][1]]
+        if acked:
+            await redis.xack(stream, group, *ids[:acked])
+
+
+async def remaining(redis: aioredis.Redis, stream: str) -> list[str]:
+    return [as_text(entry_id) for entry_id, _ in await redis.xrange(stream)]
+
+
+FAR_FUTURE_MS = 2**50
+
+
+async def test_trim_keeps_what_the_slowest_group_still_needs(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    ids = await five_entries(redis, stream)
+    await read_and_ack(redis, stream, "fast", read=5, acked=5)
+    # Read three, acknowledged the first: the second is the oldest it still needs.
+    await read_and_ack(redis, stream, "slow", read=3, acked=1)
+
+    assert await trim_acknowledged(redis, stream, before_ms=FAR_FUTURE_MS) == 1
+    assert await remaining(redis, stream) == ids[1:]
+
+
+async def test_trim_keeps_the_last_delivered_entry_so_the_stream_never_empties(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    ids = await five_entries(redis, stream)
+    await read_and_ack(redis, stream, "done", read=5, acked=5)
+
+    assert await trim_acknowledged(redis, stream, before_ms=FAR_FUTURE_MS) == 4
+    assert await remaining(redis, stream) == ids[4:]
+
+
+async def test_trim_keeps_entries_newer_than_the_cutoff(redis: aioredis.Redis, stream: str) -> None:
+    ids = await five_entries(redis, stream)
+    await read_and_ack(redis, stream, "done", read=5, acked=5)
+
+    assert await trim_acknowledged(redis, stream, before_ms=3000) == 2
+    assert await remaining(redis, stream) == ids[2:]
+
+
+async def test_trim_leaves_a_stream_no_group_has_read(redis: aioredis.Redis, stream: str) -> None:
+    ids = await five_entries(redis, stream)
+    assert await trim_acknowledged(redis, stream, before_ms=FAR_FUTURE_MS) == 0
+    await read_and_ack(redis, stream, "idle", read=0, acked=0)
+    assert await trim_acknowledged(redis, stream, before_ms=FAR_FUTURE_MS) == 0
+    assert await remaining(redis, stream) == ids
+    assert await trim_acknowledged(redis, f"{stream}:absent", before_ms=FAR_FUTURE_MS) == 0

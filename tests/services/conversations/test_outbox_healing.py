@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -249,7 +250,14 @@ def heal_check_s() -> float:
 
 
 @pytest.fixture
-async def kit(dsn: str, redis: aioredis.Redis, heal_check_s: float) -> AsyncIterator[Kit]:
+def stream_retention_s() -> int:
+    return 3600  # nothing trimmed, unless a test asks otherwise
+
+
+@pytest.fixture
+async def kit(
+    dsn: str, redis: aioredis.Redis, heal_check_s: float, stream_retention_s: int
+) -> AsyncIterator[Kit]:
     engine = make_engine(dsn, pool_size=2)
     registry = CollectorRegistry()
     relay = OutboxRelay(
@@ -259,6 +267,7 @@ async def kit(dsn: str, redis: aioredis.Redis, heal_check_s: float) -> AsyncIter
         poll_s=0.05,
         retention_s=86_400,
         heal_check_s=heal_check_s,
+        stream_retention_s=stream_retention_s,
         registry=registry,
     )
     try:
@@ -343,3 +352,23 @@ async def test_a_failover_to_a_replica_behind_the_relay_reads_as_lost(
 
     assert await stream_message_ids(redis) == (before + after if lost else after)
     assert kit.republished() == (len(before) if lost else 0)
+
+
+@pytest.mark.parametrize("stream_retention_s", [0])
+async def test_trimming_what_every_group_acknowledged_is_no_loss(
+    kit: Kit, redis: aioredis.Redis
+) -> None:
+    first = await kit.record(6)
+    await kit.drain()
+    await redis.xgroup_create(INBOUND_STREAM, "reader", id="0")
+    read: Any = await redis.xreadgroup("reader", "c1", {INBOUND_STREAM: ">"}, count=4)
+    await redis.xack(INBOUND_STREAM, "reader", *[entry_id for entry_id, _ in read[0][1]])
+
+    # Three read and acknowledged go; the fourth is the group's last delivered, kept.
+    assert await kit.relay.trim_streams() == 3
+    assert await stream_message_ids(redis) == first[3:]
+    second = await kit.record(2)
+    await kit.drain()
+
+    assert await stream_message_ids(redis) == first[3:] + second
+    assert kit.republished() == 0
