@@ -3,7 +3,7 @@
 
     .venv/bin/python -m tools.bench.orders [--tenants 1000] [--customers 10000]
         [--events 20000] [--rounds 3] [--paced-events 3000] [--paced-fraction 0.25]
-        [--profile flame.svg | stacks.txt] [--no-durable] [--keep DIR]
+        [--concurrency 8] [--profile flame.svg | stacks.txt] [--no-durable] [--keep DIR]
 
 PostgreSQL and Redis come from the project's harness (``LocalInfra``); ``wamesh serve``
 tenants, workers (where the dispatcher registers each sender's session, once), an intake-only
@@ -26,13 +26,14 @@ store's relay would; orders calls the store only for STOP and START, which the l
 An event's latency runs from its XADD to its first reply's ``created_at`` in the dispatcher's
 jobs table (the dispatcher's wall clock, stamped as it takes the batch; one machine, one
 clock). Beside it, from the services' own metrics: the replica's mean turn (read → replies
-handed on and crossed off its outbox: one replica handles one event at a time, so the rate is
-about 1 / turn), the dispatcher's EnqueueBatch and the GetTenant calls per event (the tenant
-caches of orders and the dispatcher). CPU milliseconds per event of each process say where a
-rate is spent; ``others`` is the rest of the machine (it is shared: compare rounds, not
-single figures). With ``--profile`` one more flood (6,000 events at most) runs with py-spy
-attached to the orders replica (not counted in the spreads), and where its CPU went is
-printed. The table goes to stdout, then one JSON line; progress to stderr.
+handed on and crossed off its outbox: a replica handles up to ``--concurrency`` customers'
+events at once, so the rate is at most concurrency / turn), the dispatcher's EnqueueBatch and
+the GetTenant calls per event (the tenant caches of orders and the dispatcher). CPU
+milliseconds per event of each process say where a rate is spent; ``others`` is the rest of
+the machine (it is shared: compare rounds, not single figures). With ``--profile`` one more
+flood (6,000 events at most) runs with py-spy attached to the orders replica (not counted in
+the spreads), and where its CPU went is printed. The table goes to stdout, then one JSON
+line; progress to stderr.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class OrdersMesh:
 
     data_dir: Path
     durable: bool = True
+    concurrency: int = 8
     infra: LocalInfra = field(init=False)
     services: dict[str, Service] = field(init=False, default_factory=dict)
     ports: dict[str, int] = field(init=False, default_factory=dict)
@@ -183,6 +185,7 @@ class OrdersMesh:
             },
             "orders": {
                 "WAMESH_INSTANCE_ID": "orders-bench",
+                "WAMESH_INBOUND_CONCURRENCY": str(self.concurrency),
                 "WAMESH_TENANTS_TARGET": self.target("tenants"),
                 "WAMESH_DISPATCHER_TARGET": self.target("dispatcher"),
                 "WAMESH_CONVERSATIONS_TARGET": nowhere,
@@ -816,6 +819,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="one more flood under py-spy: .svg, .txt")
     parser.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--stall", type=float, default=120.0, help="seconds without progress")
+    parser.add_argument("--concurrency", type=int, default=8, help="WAMESH_INBOUND_CONCURRENCY")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep data and service logs here")
     args = parser.parse_args()
@@ -826,7 +830,7 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="wamesh-bench-orders-"))
     load_before = os.getloadavg()
     try:
-        with OrdersMesh(folder, durable=args.durable) as mesh:
+        with OrdersMesh(folder, durable=args.durable, concurrency=args.concurrency) as mesh:
             figures = asyncio.run(measure(mesh, args))
     except BaseException:
         note(f"failed; data and logs kept in {folder}")

@@ -101,7 +101,10 @@ async def orders_service(
                 backing.redis, tenants.forget, on_reset=tenants.forget_all
             ):
                 await turns.consumer(
-                    backing.redis, instance, redelivery_s=settings.inbound_redelivery_s
+                    backing.redis,
+                    instance,
+                    redelivery_s=settings.inbound_redelivery_s,
+                    concurrency=settings.inbound_concurrency,
                 ).run(stop)
 
         async def outbox(stop: asyncio.Event) -> None:

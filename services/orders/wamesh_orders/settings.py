@@ -25,6 +25,14 @@ class OrdersSettings(DatabaseServiceSettings):
         description="How long an inbound event may stay unacknowledged (its handler failed, "
         "or its replica died) before it is handled again",
     )
+    inbound_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="How many customers' messages one replica handles at once (each "
+        "customer's in order); each holds a database connection, so keep it below "
+        "WAMESH_DATABASE_POOL_SIZE",
+    )
     rating_prompt_delay_s: float = Field(
         default=1800.0, ge=0, description="How long after DELIVERED the rating prompt goes out"
     )

@@ -65,8 +65,11 @@ class Turns:
         self._actions = actions
 
     def consumer(
-        self, redis: aioredis.Redis, name: str, *, redelivery_s: float
+        self, redis: aioredis.Redis, name: str, *, redelivery_s: float, concurrency: int
     ) -> StreamConsumer[events_pb2.InboundMessageEvent]:
+        """The ``inbound`` consumer: up to ``concurrency`` customers' turns at once, each
+        customer's in stream order (turns of one customer would only queue on its session's
+        lock, and could commit out of order)."""
         return StreamConsumer(
             redis,
             INBOUND_STREAM,
@@ -76,6 +79,8 @@ class Turns:
             handler=self.handle,
             min_idle_ms=int(redelivery_s * 1000),
             max_deliveries=MAX_DELIVERIES,
+            lane=_customer,
+            concurrency=concurrency,
         )
 
     async def handle(self, entry: StreamEntry[events_pb2.InboundMessageEvent]) -> None:
@@ -306,3 +311,7 @@ def _currency(config: BotConfig) -> str:
 
 def _line(line: CartLine) -> Line:
     return Line(line.menu_item_id, line.name, line.quantity, line.unit_price_minor)
+
+
+def _customer(event: events_pb2.InboundMessageEvent) -> tuple[str, str]:
+    return event.tenant_id, event.customer_number

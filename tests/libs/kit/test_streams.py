@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from tests.redis_streams import stream_entries
 from wamesh.events.v1.events_pb2 import MessageStatusEvent, OutboundJobEvent
 from wamesh_kit.localinfra import LocalRedis
 from wamesh_kit.redis_client import as_text, make_redis
@@ -130,6 +131,44 @@ async def test_a_batch_is_acknowledged_with_one_xack(redis: aioredis.Redis, stre
     stats = await redis.info("commandstats")
     assert stats["cmdstat_xack"]["calls"] == 1
     assert await pending_count(redis, stream) == 0
+
+
+async def test_lanes_are_handled_concurrently_each_in_stream_order(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    producer = StreamProducer(redis, stream)
+    for n in range(3):
+        for tenant in ("a", "b", "c"):
+            await producer.publish(OutboundJobEvent(job_id=f"{tenant}-{n}", tenant_id=tenant))
+    await redis.xadd(stream, {b"type": b"not.a.job", b"payload": b""})
+    seen: list[str] = []
+    active = most = 0
+    together = asyncio.Event()
+
+    async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
+        nonlocal active, most
+        active += 1
+        most = max(most, active)
+        if active == 2:
+            together.set()
+        try:
+            # One entry at a time never has a second one running: this times out.
+            await asyncio.wait_for(together.wait(), 5)
+            await asyncio.sleep(0)
+            seen.append(entry.message.job_id)
+        finally:
+            active -= 1
+
+    reader = consumer(
+        redis, stream, handler, lane=lambda job: job.tenant_id, concurrency=2, max_deliveries=1
+    )
+    assert await reader.run_once() == 10
+
+    assert most == 2
+    for tenant in ("a", "b", "c"):
+        assert [j for j in seen if j.startswith(tenant)] == [f"{tenant}-{n}" for n in range(3)]
+    assert await pending_count(redis, stream) == 0
+    assert [fields[b"type"] for fields in await dead_letters(redis, stream)] == [b"not.a.job"]
 
 
 async def test_consumer_span_is_a_child_of_the_producer_span(
@@ -377,7 +416,7 @@ async def read_and_ack(
 
 
 async def remaining(redis: aioredis.Redis, stream: str) -> list[str]:
-    return [as_text(entry_id) for entry_id, _ in await redis.xrange(stream)]
+    return [entry_id.decode() for entry_id, _ in await stream_entries(redis, stream)]
 
 
 FAR_FUTURE_MS = 2**50
