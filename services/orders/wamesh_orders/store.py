@@ -169,6 +169,9 @@ class Transaction:
         self.now = now
         # The inbound message this transaction is the turn of, once claimed.
         self._message_id: str | None = None
+        # Carts read (and locked) in this transaction, as they stand now: (tenant, customer)
+        # → the DRAFT order, or None. Nobody else can change a locked cart before commit.
+        self._carts: dict[tuple[str, str], OrderRecord | None] = {}
 
     async def claim_message(self, message_id: str) -> bool:
         """True the first time a message is seen; False for a redelivery or a replay."""
@@ -231,6 +234,13 @@ class Transaction:
         return None if row is None else _order(row)
 
     async def cart(self, tenant_id: str, customer_number: str) -> OrderRecord | None:
+        """The customer's cart (its DRAFT order), locked; read once per transaction."""
+        key = (tenant_id, customer_number)
+        if key not in self._carts:
+            self._carts[key] = await self._read_cart(tenant_id, customer_number)
+        return self._carts[key]
+
+    async def _read_cart(self, tenant_id: str, customer_number: str) -> OrderRecord | None:
         row = (
             await self._connection.execute(
                 sa.select(orders)
@@ -282,16 +292,18 @@ class Transaction:
                     .returning(*orders.c)
                 )
             ).one()
-            return _order(row)
-        row = (
-            await self._connection.execute(
-                orders.update()
-                .where(orders.c.id == existing.id)
-                .values(version=orders.c.version + 1, **values)
-                .returning(*orders.c)
-            )
-        ).one()
-        return _order(row)
+        else:
+            row = (
+                await self._connection.execute(
+                    orders.update()
+                    .where(orders.c.id == existing.id)
+                    .values(version=orders.c.version + 1, **values)
+                    .returning(*orders.c)
+                )
+            ).one()
+        saved = _order(row)
+        self._carts[(cart.tenant_id, cart.customer_number)] = saved
+        return saved
 
     async def order(
         self, tenant_id: str, order_id: str, *, lock: bool = False, with_history: bool = False
@@ -356,6 +368,8 @@ class Transaction:
             )
         ).one()
         moved = _order(row)
+        if order.state is State.DRAFT:
+            self._carts[(order.tenant_id, order.customer_number)] = None
         await self._connection.execute(
             history.insert().values(
                 order_id=order.id,
@@ -519,8 +533,10 @@ class OrderStore:
     async def made(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        async with self._engine.begin() as connection:
-            await connection.execute(outbox.delete().where(outbox.c.idempotency_key.in_(keys)))
+        # One statement needs no transaction of its own: autocommit spares BEGIN and COMMIT.
+        async with self._engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(outbox.delete().where(outbox.c.idempotency_key.in_(keys)))
 
     async def expire_carts(self, older_than: datetime, limit: int) -> list[OrderRecord]:
         """Cancels (reason ``expired``) up to ``limit`` carts untouched since ``older_than``.
