@@ -77,12 +77,16 @@ def _print_one(tenant: pb.Tenant, as_json: bool) -> None:
 
 
 def _limits(
+    base: pb.Limits | None = None,
+    *,
     outbound_per_second: float | None,
     recipient_interval_s: float | None,
     inbound_per_minute: int | None,
-    base: pb.Limits | None = None,
+    max_send_attempts: int | None,
 ) -> pb.Limits | None:
-    if outbound_per_second is None and recipient_interval_s is None and inbound_per_minute is None:
+    """The limits given on the command line over ``base``; None when none was given."""
+    given = (outbound_per_second, recipient_interval_s, inbound_per_minute, max_send_attempts)
+    if all(value is None for value in given):
         return None
     limits = pb.Limits()
     if base is not None:
@@ -95,6 +99,8 @@ def _limits(
         limits.recipient_min_interval.CopyFrom(interval)
     if inbound_per_minute is not None:
         limits.inbound_messages_per_minute = inbound_per_minute
+    if max_send_attempts is not None:
+        limits.max_send_attempts = max_send_attempts
     return limits
 
 
@@ -117,6 +123,9 @@ RecipientInterval = Annotated[
 InboundPerMinute = Annotated[
     int | None, typer.Option(help="inbound messages per minute per customer")
 ]
+MaxSendAttempts = Annotated[
+    int | None, typer.Option(help="send attempts before a message is dead-lettered")
+]
 BotFile = Annotated[
     Path | None, typer.Option(help="bot settings as JSON (menu, greeting, promo_text, ...)")
 ]
@@ -132,6 +141,7 @@ def create(
     outbound_per_second: OutboundPerSecond = None,
     recipient_interval_s: RecipientInterval = None,
     inbound_per_minute: InboundPerMinute = None,
+    max_send_attempts: MaxSendAttempts = None,
     bot_file: BotFile = None,
     request_id: Annotated[
         str, typer.Option(help="repeat a create safely by passing the same id")
@@ -148,7 +158,12 @@ def create(
         time_zone=time_zone,
         default_language=language,
         support_contact=support_contact,
-        limits=_limits(outbound_per_second, recipient_interval_s, inbound_per_minute),
+        limits=_limits(
+            outbound_per_second=outbound_per_second,
+            recipient_interval_s=recipient_interval_s,
+            inbound_per_minute=inbound_per_minute,
+            max_send_attempts=max_send_attempts,
+        ),
         bot=_bot(bot_file),
     )
     response = _call(target, token, lambda stub: stub.CreateTenant(request))
@@ -203,6 +218,7 @@ def update(
     outbound_per_second: OutboundPerSecond = None,
     recipient_interval_s: RecipientInterval = None,
     inbound_per_minute: InboundPerMinute = None,
+    max_send_attempts: MaxSendAttempts = None,
     bot_file: BotFile = None,
     target: Target = DEFAULT_TARGET,
     token: AdminToken = DEV_ADMIN_TOKEN,
@@ -220,7 +236,11 @@ def update(
         default_language=language,
         support_contact=support_contact,
         limits=_limits(
-            outbound_per_second, recipient_interval_s, inbound_per_minute, current.limits
+            current.limits,
+            outbound_per_second=outbound_per_second,
+            recipient_interval_s=recipient_interval_s,
+            inbound_per_minute=inbound_per_minute,
+            max_send_attempts=max_send_attempts,
         ),
         bot=_bot(bot_file),
     )

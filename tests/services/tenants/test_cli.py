@@ -35,8 +35,13 @@ async def test_the_admin_commands_drive_the_service(
         ACCOUNT_SID,
         extra_env={"WAMESH_TWILIO_AUTH_TOKEN": "cli-secret-token"},
     )
-    updated = json.loads(await ok("update", tenant_id, "--inbound-per-minute", "5", "--json"))
+    updated = json.loads(
+        await ok(
+            "update", tenant_id, "--inbound-per-minute", "5", "--max-send-attempts", "9", "--json"
+        )
+    )
     assert updated["limits"]["inbound_messages_per_minute"] == 5
+    assert updated["limits"]["max_send_attempts"] == 9
     assert updated["limits"]["recipient_min_interval"] == "2s", "update dropped other limits"
     suspended = json.loads(await ok("suspend", tenant_id, "--json"))
     assert suspended["status"] == "TENANT_STATUS_SUSPENDED"
@@ -61,6 +66,12 @@ async def test_refusals_exit_non_zero_naming_status_and_field(
     assert code == 1
     assert "INVALID_ARGUMENT" in err
     assert "number:" in err
+    code, _, err = await wamesh_cli(
+        "tenants", "create", "--name", "Too Keen", "--max-send-attempts", "21", env=env
+    )
+    assert code == 1
+    assert "INVALID_ARGUMENT" in err
+    assert "limits.max_send_attempts" in err
     code, _, err = await wamesh_cli("tenants", "get", unique_id("nobody"), env=env)
     assert code == 1
     assert "NOT_FOUND" in err
