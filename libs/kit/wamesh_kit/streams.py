@@ -261,7 +261,7 @@ class StreamConsumer(Generic[M]):
         else:
             by_lane: dict[Hashable, list[tuple[Any, Any, int]]] = {}
             for entry in entries:
-                by_lane.setdefault(self._lane_of(entry), []).append(entry)
+                by_lane.setdefault(self._lane_of(entry, self._lane), []).append(entry)
             lanes = list(by_lane.values())
         slots = asyncio.Semaphore(self._concurrency)
         outcomes = await asyncio.gather(
@@ -277,15 +277,14 @@ class StreamConsumer(Generic[M]):
                 raise outcome
         return len(entries)
 
-    def _lane_of(self, entry: tuple[Any, Any, int]) -> Hashable:
+    def _lane_of(self, entry: tuple[Any, Any, int], lane: Callable[[M], Hashable]) -> Hashable:
         """The entry's lane: its message's, or one of its own when it has none to read (it
         will be dead-lettered). Parsed here and again when handled: a payload is small, and
         handling keeps one path for every entry."""
         raw_id: Hashable = entry[0]
         fields = entry[1]
-        assert self._lane is not None
         try:
-            return self._lane(self._decode(fields)) if fields else raw_id
+            return lane(self._decode(fields)) if fields else raw_id
         except PoisonMessage:
             return raw_id
 
