@@ -155,6 +155,14 @@ class StreamConsumer(Generic[M]):
             raise ValueError("max_deliveries must be at least 1")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        socket_timeout_s = redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if socket_timeout_s is not None and block_ms >= socket_timeout_s * 1000:
+            # The client would give up on every idle read, call Redis lost, and leave what
+            # the server delivered meanwhile pending until it is reclaimed.
+            raise ValueError(
+                f"block_ms ({block_ms}) must be below the client's socket timeout "
+                f"({socket_timeout_s * 1000:g} ms)"
+            )
         self._redis = redis
         self.stream = stream
         self.group = group

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 STATUSES_STREAM = stream_key("statuses")
 GROUP = "dispatcher"
+# An idle read's wait: below the socket timeout of the dispatcher's Redis client
+# (app.REDIS_TIMEOUT_S), which would otherwise end every idle read as a lost Redis.
+READ_BLOCK_MS = 250
 FAILED = (conversations_pb2.MESSAGE_STATUS_FAILED, conversations_pb2.MESSAGE_STATUS_UNDELIVERED)
 
 
@@ -53,6 +56,7 @@ class LateFailures:
             consumer=name,
             message_type=events_pb2.MessageStatusEvent,
             handler=self.handle,
+            block_ms=READ_BLOCK_MS,
         )
 
     async def handle(self, entry: StreamEntry[events_pb2.MessageStatusEvent]) -> None:

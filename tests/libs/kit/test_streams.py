@@ -459,3 +459,28 @@ async def test_trim_leaves_a_stream_no_group_has_read(redis: aioredis.Redis, str
     assert await trim_acknowledged(redis, stream, before_ms=FAR_FUTURE_MS) == 0
     assert await remaining(redis, stream) == ids
     assert await trim_acknowledged(redis, f"{stream}:absent", before_ms=FAR_FUTURE_MS) == 0
+
+
+async def test_a_read_that_would_outwait_the_client_is_refused_at_once(
+    redis_url: str, stream: str
+) -> None:
+    impatient = make_redis(redis_url, socket_timeout_s=0.5)
+
+    def reader(block_ms: int) -> StreamConsumer[OutboundJobEvent]:
+        return StreamConsumer(
+            impatient,
+            stream,
+            group="dispatcher",
+            consumer="c1",
+            message_type=OutboundJobEvent,
+            handler=Recorder(),
+            block_ms=block_ms,
+        )
+
+    try:
+        with pytest.raises(ValueError, match=r"block_ms \(1000\) must be below .*500 ms"):
+            reader(1000)
+        # Below the timeout, an idle read ends as Redis answers it: with nothing, no error.
+        assert await reader(250).run_once() == 0
+    finally:
+        await impatient.aclose()
