@@ -13,8 +13,9 @@ A service's ``conftest.py`` names them, so a reader sees every fixture it has::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import grpc.aio
@@ -22,7 +23,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from wamesh_kit import registry
-from wamesh_kit.migrations import MigrationHistory, upgrade_database
+from wamesh_kit.localinfra import LocalPostgres
+from wamesh_kit.migrations import MigrationHistory, service_histories, upgrade_database
 from wamesh_kit.rpc.server import GrpcService
 from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN, DatabaseServiceSettings
 
@@ -76,3 +78,19 @@ class ServiceFixtures(Generic[Settings]):
 
         self.dsn, self.settings, self.service = dsn, settings, service
         self.connect, self.admin, self.internal = connect, admin, internal
+
+
+@contextmanager
+def own_postgres(data_dir: Path, service: str) -> Iterator[LocalPostgres]:
+    """A Postgres of the test's own holding ``service``'s database, migrated: for a test that
+    stops it, since the suite's shared one must keep running for the other tests. Durable: the
+    test kills it the way a crash would and expects what was committed back."""
+    postgres = LocalPostgres(data_dir / "postgres", durable=True)
+    postgres.start()
+    try:
+        postgres.create_database(service)
+        history = next(h for h in service_histories() if h.name == service)
+        upgrade_database(postgres.dsn(service), history)
+        yield postgres
+    finally:
+        postgres.stop()

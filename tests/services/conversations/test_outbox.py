@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from tests.redis_streams import stream_entries
+from tests.service_fixtures import own_postgres as service_postgres
 from tests.services.conversations.conversations_testkit import (
     assert_refused,
     entry_of,
@@ -34,7 +35,6 @@ from wamesh.events.v1 import events_pb2
 from wamesh_conversations.app import conversations_service
 from wamesh_conversations.store import INBOUND_STREAM
 from wamesh_kit.localinfra import LocalPostgres, LocalRedis
-from wamesh_kit.migrations import service_histories, upgrade_database
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.settings import DEV_INTERNAL_TOKEN
 
@@ -136,15 +136,8 @@ async def test_every_stored_inbound_message_has_exactly_one_event(
 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
-    postgres = LocalPostgres(tmp_path / "postgres", durable=True)
-    postgres.start()
-    try:
-        postgres.create_database("conversations")
-        history = next(h for h in service_histories() if h.name == "conversations")
-        upgrade_database(postgres.dsn("conversations"), history)
+    with service_postgres(tmp_path, "conversations") as postgres:
         yield postgres
-    finally:
-        postgres.stop()
 
 
 async def test_postgres_down_is_unavailable_and_heals(

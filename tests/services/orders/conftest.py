@@ -49,12 +49,19 @@ internal = fixtures.internal
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """What a test module sets differently from the defaults (e.g. a short cart expiry)."""
+    return {}
+
+
+@pytest.fixture
 def settings(
     orders_dsn: str,
     redis_url: str,
     tenants: GrpcService,
     conversations: GrpcService,
     dispatcher_intake: GrpcService,
+    settings_overrides: dict[str, Any],
 ) -> OrdersSettings:
     return among_peers(
         orders_dsn,
@@ -62,6 +69,7 @@ def settings(
         tenants=tenants.port,
         conversations=conversations.port,
         dispatcher=dispatcher_intake.port,
+        **settings_overrides,
     )
 
 

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
 import sqlalchemy as sa
 
-from tests.services.orders.orders_testkit import Mesh, Shop, among_peers, unique_customer
+from tests.services.orders.orders_testkit import Mesh, Shop, unique_customer
 from wamesh.orders.v1 import orders_pb2 as pb
-from wamesh_kit.rpc.server import GrpcService
 from wamesh_orders.schema import outbox
-from wamesh_orders.settings import OrdersSettings
 
 S = pb.OrderState
 CART_EXPIRY_S = 2.0
@@ -26,22 +25,8 @@ EMPTY_CART = "Your cart is empty. Send menu to see what we have."
 
 
 @pytest.fixture
-def settings(
-    orders_dsn: str,
-    redis_url: str,
-    tenants: GrpcService,
-    conversations: GrpcService,
-    dispatcher_intake: GrpcService,
-) -> OrdersSettings:
-    return among_peers(
-        orders_dsn,
-        redis_url,
-        tenants=tenants.port,
-        conversations=conversations.port,
-        dispatcher=dispatcher_intake.port,
-        cart_expiry_s=CART_EXPIRY_S,
-        sweep_interval_s=0.2,
-    )
+def settings_overrides() -> dict[str, Any]:
+    return {"cart_expiry_s": CART_EXPIRY_S, "sweep_interval_s": 0.2}
 
 
 async def cart_of(mesh: Mesh, shop: Shop, customer: str) -> pb.Order:

@@ -12,25 +12,23 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 import sqlalchemy as sa
 
+from tests.service_fixtures import own_postgres as service_postgres
 from tests.services.orders.orders_testkit import (
     SETTLE_TIMEOUT_S,
     Mesh,
-    among_peers,
     unique_customer,
 )
 from tests.services.tenants.tenants_testkit import assert_refused
 from wamesh.dispatch.v1 import dispatch_pb2
 from wamesh.orders.v1 import orders_pb2 as pb
 from wamesh_kit.localinfra import LocalPostgres
-from wamesh_kit.migrations import service_histories, upgrade_database
-from wamesh_kit.rpc.server import GrpcService
 from wamesh_orders.schema import processed
-from wamesh_orders.settings import OrdersSettings
 from wamesh_orders.store import OrderStore
 
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -38,16 +36,8 @@ TIMES = "\N{MULTIPLICATION SIGN}"
 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
-    postgres = LocalPostgres(tmp_path / "postgres", durable=True)
-    postgres.start()
-    try:
-        postgres.create_database("orders")
-        upgrade_database(
-            postgres.dsn("orders"), next(h for h in service_histories() if h.name == "orders")
-        )
+    with service_postgres(tmp_path, "orders") as postgres:
         yield postgres
-    finally:
-        postgres.stop()
 
 
 @pytest.fixture
@@ -56,22 +46,8 @@ def orders_dsn(own_postgres: LocalPostgres) -> str:
 
 
 @pytest.fixture
-def settings(
-    orders_dsn: str,
-    redis_url: str,
-    tenants: GrpcService,
-    conversations: GrpcService,
-    dispatcher_intake: GrpcService,
-) -> OrdersSettings:
-    return among_peers(
-        orders_dsn,
-        redis_url,
-        tenants=tenants.port,
-        conversations=conversations.port,
-        dispatcher=dispatcher_intake.port,
-        inbound_redelivery_s=0.5,
-        sweep_interval_s=0.2,
-    )
+def settings_overrides() -> dict[str, Any]:
+    return {"inbound_redelivery_s": 0.5, "sweep_interval_s": 0.2}
 
 
 async def until_logged(caplog: pytest.LogCaptureFixture, *messages: str) -> None:

@@ -13,11 +13,11 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.service_fixtures import own_postgres as service_postgres
 from tests.services.tenants.tenants_testkit import assert_refused, create_tenant, make_settings
 from wamesh.tenants.v1 import tenants_pb2 as pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
 from wamesh_kit.localinfra import LocalPostgres
-from wamesh_kit.migrations import service_histories, upgrade_database
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.settings import DEV_ADMIN_TOKEN
 from wamesh_tenants.app import tenants_service
@@ -25,17 +25,8 @@ from wamesh_tenants.app import tenants_service
 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
-    # Durable: the test kills it the way a crash would and expects committed data back.
-    postgres = LocalPostgres(tmp_path / "postgres", durable=True)
-    postgres.start()
-    try:
-        postgres.create_database("tenants")
-        upgrade_database(
-            postgres.dsn("tenants"), next(h for h in service_histories() if h.name == "tenants")
-        )
+    with service_postgres(tmp_path, "tenants") as postgres:
         yield postgres
-    finally:
-        postgres.stop()
 
 
 async def test_unavailable_while_postgres_is_down_and_recovers_by_itself(
