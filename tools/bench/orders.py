@@ -69,13 +69,13 @@ import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tools.faults.mesh import Service
+from tools.faults.mesh import ProcessMesh, Service
 from wamesh.common.v1 import money_pb2
 from wamesh.conversations.v1 import conversations_pb2
 from wamesh.events.v1 import events_pb2
 from wamesh.tenants.v1 import tenants_pb2, tenants_pb2_grpc
 from wamesh_kit.keys import dead_letter_stream
-from wamesh_kit.localinfra import LocalInfra, free_port
+from wamesh_kit.localinfra import free_port
 from wamesh_kit.migrations import service_histories, upgrade_database
 from wamesh_kit.redis_client import as_text
 from wamesh_kit.rpc.client import make_channel
@@ -131,33 +131,12 @@ class Customer:
 
 
 @dataclass
-class OrdersMesh:
+class OrdersMesh(ProcessMesh):
     """``with OrdersMesh(folder) as mesh:`` PostgreSQL, Redis and the four services, running."""
 
-    data_dir: Path
     durable: bool = True
     concurrency: int = 8
-    infra: LocalInfra = field(init=False)
-    services: dict[str, Service] = field(init=False, default_factory=dict)
-    ports: dict[str, int] = field(init=False, default_factory=dict)
     metrics_ports: dict[str, int] = field(init=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.infra = LocalInfra(self.data_dir, durable=self.durable)
-
-    def __enter__(self) -> OrdersMesh:
-        self.infra.start()
-        try:
-            self._start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for service in reversed(self.services.values()):
-            service.stop()
-        self.infra.stop()
 
     def _start(self) -> None:
         histories = {history.name: history for history in service_histories()}
@@ -166,8 +145,7 @@ class OrdersMesh:
         self.ports = {name: free_port() for name in SERVICES}
         self.metrics_ports = {name: free_port() for name in SERVICES}
         for name, env in self._environments().items():
-            self.services[name] = Service(name, env, self.log(name))
-            self.services[name].start()
+            self.add(Service(name, env, self.log(name)))
 
     def _environments(self) -> dict[str, dict[str, str]]:
         nowhere = f"127.0.0.1:{free_port()}"  # conversations: never called by this load
@@ -217,25 +195,13 @@ class OrdersMesh:
                         raise RuntimeError(f"{name} did not start: see {self.log(name)}")
                     await asyncio.wait([ready], timeout=0.2)
 
-    def check_alive(self) -> None:
-        for name, service in self.services.items():
-            if service.process is not None and service.process.poll() is not None:
-                raise RuntimeError(f"{name} exited: see {self.log(name)}")
-
-    def target(self, name: str) -> str:
-        return f"127.0.0.1:{self.ports[name]}"
-
     def dsn(self, name: str) -> str:
         return self.infra.postgres.dsn(name)
 
-    def log(self, name: str) -> Path:
-        return self.data_dir / f"{name}.log"
-
     def roots(self) -> dict[str, int]:
         """Process → pid of the process tree its CPU is counted over."""
-        pid_file = self.infra.postgres.data_dir / "pgdata" / "postmaster.pid"
         roots = {name: service.pid for name, service in self.services.items()}
-        roots["postgres"] = int(pid_file.read_text().split()[0])
+        roots["postgres"] = self.postgres_pid()
         port = str(self.infra.redis.port)
         for process in psutil.process_iter(["name", "cmdline"]):
             # Redis rewrites its command line to "redis-server 127.0.0.1:<port>".

@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -28,16 +27,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from google.protobuf.duration_pb2 import Duration
 
-from tools.faults.mesh import Service
+from tools.faults.mesh import ProcessMesh, Service, frozen_processes
 from wamesh.dispatch.v1 import dispatch_pb2 as dispatch_pb
 from wamesh.dispatch.v1 import dispatch_pb2_grpc
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
@@ -45,7 +42,7 @@ from wamesh.tenants.v1 import tenants_pb2_grpc
 from wamesh.workers.v1 import workers_pb2 as workers_pb
 from wamesh.workers.v1 import workers_pb2_grpc
 from wamesh_kit.db import make_engine
-from wamesh_kit.localinfra import LocalInfra, free_port
+from wamesh_kit.localinfra import free_port
 from wamesh_kit.migrations import service_histories, upgrade_database
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
@@ -99,38 +96,14 @@ class JobFate:
 
 
 @dataclass
-class DispatchMesh:
+class DispatchMesh(ProcessMesh):
     """``with DispatchMesh(folder, replicas=2) as mesh:`` the outbound mesh, running."""
 
-    data_dir: Path
     replicas: int = 2
     intake: bool = True
     reconcile_interval_s: float = 0.5
-    infra: LocalInfra = field(init=False)
-    services: dict[str, Service] = field(init=False, default_factory=dict)
-    ports: dict[str, int] = field(init=False, default_factory=dict)
-    killed: set[str] = field(init=False, default_factory=set)
     _common: dict[str, str] = field(init=False, default_factory=dict)
     _senders_used: int = field(init=False, default=0)
-
-    def __post_init__(self) -> None:
-        self.infra = LocalInfra(self.data_dir, durable=False)
-
-    def __enter__(self) -> DispatchMesh:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.infra.start()
-        try:
-            self._start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for service in reversed(self.services.values()):
-            service.stop()
-        self.infra.postgres.stop()
-        self.infra.redis.stop()
 
     # -- start
 
@@ -149,7 +122,7 @@ class DispatchMesh:
             "WAMESH_SHUTDOWN_GRACE_S": "1",
         }
         keys = "k1:" + base64.b64encode(os.urandom(32)).decode()
-        self._add(
+        self.add(
             Service(
                 "tenants",
                 {
@@ -159,10 +132,10 @@ class DispatchMesh:
                     "WAMESH_CREDENTIAL_KEYS": keys,
                     "WAMESH_CREDENTIAL_ACTIVE_KEY": "k1",
                 },
-                self.data_dir / "tenants.log",
+                self.log("tenants"),
             )
         )
-        self._add(
+        self.add(
             Service(
                 "workers",
                 {
@@ -174,10 +147,10 @@ class DispatchMesh:
                     "WAMESH_HEARTBEAT_INTERVAL_S": "0.5",
                     "WAMESH_SWEEP_INTERVAL_S": "0.2",
                 },
-                self.data_dir / "workers.log",
+                self.log("workers"),
             )
         )
-        self._add(
+        self.add(
             Service(
                 "conversations",
                 {
@@ -185,7 +158,7 @@ class DispatchMesh:
                     "WAMESH_GRPC_LISTEN": self.target("conversations"),
                     "WAMESH_DATABASE_URL": self.infra.postgres.dsn("conversations"),
                 },
-                self.data_dir / "conversations.log",
+                self.log("conversations"),
             )
         )
         accounts = self.data_dir / "sandbox-accounts.json"
@@ -214,20 +187,15 @@ class DispatchMesh:
                 "WAMESH_SANDBOX_CALLBACK_ATTEMPTS": "1",
                 "WAMESH_SANDBOX_CALLBACK_TIMEOUT_S": "1",
             },
-            self.data_dir / "sandbox.log",
+            self.log("sandbox"),
         )
-        self._add(sandbox)
+        self.add(sandbox)
         self._common.update(common)
         if self.intake:
-            self._add(self._replica("intake", self.ports["intake"], send=False), "intake")
+            self.add(self._replica("intake", self.ports["intake"], send=False), "intake")
         for index in range(1, self.replicas + 1):
             self.start_replica(f"d{index}")
         asyncio.run(self._until_ready())
-
-    def _add(self, service: Service, key: str | None = None) -> None:
-        # Replicas are keyed by instance: every one of them is `serve dispatcher`.
-        self.services[key or service.name] = service
-        service.start()
 
     def _replica(self, name: str, port: int, *, send: bool) -> Service:
         service = Service(
@@ -252,7 +220,7 @@ class DispatchMesh:
                 "WAMESH_BACKOFF_BASE_S": "0.2",
                 "WAMESH_BACKOFF_CAP_S": "1",
             },
-            self.data_dir / f"{name}.log",
+            self.log(name),
         )
         return service
 
@@ -260,13 +228,13 @@ class DispatchMesh:
         """A sending replica ``name`` (its WAMESH_INSTANCE_ID), on a free port; see
         :meth:`until_registered`."""
         self.ports[name] = free_port()
-        self._add(self._replica(name, self.ports[name], send=True), name)
+        self.add(self._replica(name, self.ports[name], send=True), name)
 
     async def _until_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient() as http:
             while True:
-                self._check_alive()
+                self.check_alive()
                 with suppress(httpx.HTTPError):
                     if (await http.get(f"{self.sandbox_url}/sandbox/healthz")).status_code == 200:
                         break
@@ -282,22 +250,13 @@ class DispatchMesh:
         """Wait until every replica of ``names`` is an active worker in the registry."""
         deadline = time.monotonic() + timeout_s
         while True:
-            self._check_alive()
+            self.check_alive()
             with suppress(Exception):  # the registry may still be starting
                 if names <= set((await self.workers()).values()):
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"replicas {sorted(names)} never registered")
             await asyncio.sleep(0.2)
-
-    def _check_alive(self) -> None:
-        for name, service in self.services.items():
-            exited = service.process is not None and service.process.poll() is not None
-            if exited and name not in self.killed:
-                raise RuntimeError(f"{name} exited: see {service.log}")
-
-    def target(self, name: str) -> str:
-        return f"127.0.0.1:{self.ports[name]}"
 
     @property
     def sandbox_url(self) -> str:
@@ -408,25 +367,11 @@ class DispatchMesh:
 
     # -- faults
 
-    def kill(self, name: str) -> None:
-        self.killed.add(name)  # first: _check_alive must not take the death for a crash
-        self.services[name].kill()
-
     @contextmanager
     def frozen(self, *names: str) -> Iterator[None]:
         """SIGSTOP the named processes and their children; SIGCONT them on the way out."""
-        family = []
-        for name in names:
-            root = psutil.Process(self.services[name].pid)
-            family += [root, *root.children(recursive=True)]
-        for process in family:
-            process.send_signal(signal.SIGSTOP)
-        try:
+        with frozen_processes(*(self.services[name].pid for name in names)):
             yield
-        finally:
-            for process in family:
-                with suppress(psutil.NoSuchProcess):
-                    process.send_signal(signal.SIGCONT)
 
     async def flush_redis(self) -> None:
         client = aioredis.Redis.from_url(self.infra.redis.url)
@@ -514,7 +459,7 @@ class DispatchMesh:
         started = time.monotonic()
         states: dict[str, int] = {}
         while time.monotonic() - started < timeout_s:
-            self._check_alive()
+            self.check_alive()
             with suppress(OSError, sa.exc.DBAPIError):
                 states = await self.job_states(key_prefix)
                 if sum(states.get(state, 0) for state in DONE_STATES) >= expected:

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
@@ -91,25 +91,45 @@ class Service:
         return self.process.pid
 
 
+@contextmanager
+def frozen_processes(*pids: int) -> Iterator[None]:
+    """SIGSTOP ``pids`` and their children; SIGCONT them on the way out."""
+    family = []
+    for pid in pids:
+        root = psutil.Process(pid)
+        family += [root, *root.children(recursive=True)]
+    for process in family:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in family:
+            with suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGCONT)
+
+
 @dataclass
-class FaultMesh:
-    """``with FaultMesh(folder, ingress_env={...}) as mesh:`` the mesh, running."""
+class ProcessMesh:
+    """PostgreSQL and Redis from the wheels, and services as processes, each with its log in
+    the data folder: what every mesh of real processes shares (start, stop, ports, kill,
+    restart). A subclass starts its services in ``_start`` with :meth:`add`."""
 
     data_dir: Path
-    ingress_env: Mapping[str, str] = field(default_factory=dict)
-    conversations_env: Mapping[str, str] = field(default_factory=dict)
+    # No persistence by default: a flush or a restart of Redis loses everything, as it would.
+    durable: bool = False
     infra: LocalInfra = field(init=False)
     services: dict[str, Service] = field(init=False, default_factory=dict)
     ports: dict[str, int] = field(init=False, default_factory=dict)
+    killed: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        # Redis without persistence: the flush and a restart lose everything, as they would.
-        self.infra = LocalInfra(self.data_dir, durable=False)
+        self.infra = LocalInfra(self.data_dir, durable=self.durable)
 
-    def __enter__(self) -> FaultMesh:
+    def __enter__(self) -> Self:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.infra.start()
         try:
-            self._start_services()
+            self._start()
         except BaseException:
             self.__exit__()
             raise
@@ -121,7 +141,49 @@ class FaultMesh:
         self.infra.postgres.stop()  # a frozen Postgres was thawed by the fault's own cleanup
         self.infra.redis.stop()
 
-    def _start_services(self) -> None:
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def add(self, service: Service, key: str | None = None) -> None:
+        """Start ``service``, known as ``key`` (several replicas serve one service)."""
+        self.services[key or service.name] = service
+        service.start()
+
+    def target(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+    def log(self, name: str) -> Path:
+        return self.data_dir / f"{name}.log"
+
+    def check_alive(self) -> None:
+        """RuntimeError naming a process that exited without being killed."""
+        for name, service in self.services.items():
+            exited = service.process is not None and service.process.poll() is not None
+            if exited and name not in self.killed:
+                raise RuntimeError(f"{name} exited: see {service.log}")
+
+    def kill(self, name: str) -> None:
+        self.killed.add(name)  # first: check_alive must not take the death for a crash
+        self.services[name].kill()
+
+    def restart(self, name: str) -> None:
+        """Starts the killed process ``name`` again, as it was (same port, same name)."""
+        self.services[name].start()
+        self.killed.discard(name)
+
+    def postgres_pid(self) -> int:
+        pid_file = self.infra.postgres.data_dir / "pgdata" / "postmaster.pid"
+        return int(pid_file.read_text().split()[0])
+
+
+@dataclass
+class FaultMesh(ProcessMesh):
+    """``with FaultMesh(folder, ingress_env={...}) as mesh:`` the mesh, running."""
+
+    ingress_env: Mapping[str, str] = field(default_factory=dict)
+    conversations_env: Mapping[str, str] = field(default_factory=dict)
+
+    def _start(self) -> None:
         histories = {history.name: history for history in service_histories()}
         for name in ("tenants", "conversations"):
             upgrade_database(self.infra.postgres.dsn(name), histories[name])
@@ -156,17 +218,13 @@ class FaultMesh:
             },
         }
         for name, env in envs.items():
-            service = Service(name, {**common, **env}, self.data_dir / f"{name}.log")
-            self.services[name] = service
-            service.start()
+            self.add(Service(name, {**common, **env}, self.log(name)))
         asyncio.run(self._until_ready())
 
     async def _until_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while not await self.ingress_ready():
-            for service in self.services.values():
-                if service.process is not None and service.process.poll() is not None:
-                    raise RuntimeError(f"{service.name} exited: see {service.log}")
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError("the mesh did not become ready")
             await asyncio.sleep(0.2)
@@ -220,29 +278,14 @@ class FaultMesh:
 
     @contextmanager
     def frozen(self, *pids: int) -> Iterator[None]:
-        """SIGSTOP ``pids`` and their children; SIGCONT them on the way out."""
-        family = []
-        for pid in pids:
-            root = psutil.Process(pid)
-            family += [root, *root.children(recursive=True)]
-        for process in family:
-            process.send_signal(signal.SIGSTOP)
-        try:
+        """SIGSTOP ``pids`` (a service's, or :meth:`postgres_pid`) and their children."""
+        with frozen_processes(*pids):
             yield
-        finally:
-            for process in family:
-                with suppress(psutil.NoSuchProcess):
-                    process.send_signal(signal.SIGCONT)
-
-    def postgres_pid(self) -> int:
-        pid_file = self.infra.postgres.data_dir / "pgdata" / "postmaster.pid"
-        return int(pid_file.read_text().split()[0])
 
     def kill_and_restart(self, name: str, down_s: float) -> None:
-        service = self.services[name]
-        service.kill()
+        self.kill(name)
         time.sleep(down_s)
-        service.start()
+        self.restart(name)
 
     # -- what the store and Redis hold
 

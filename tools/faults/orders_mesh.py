@@ -82,10 +82,6 @@ class OrdersMesh(DispatchMesh):
     consumers: tuple[str, ...] = ("orders-a",)
     redelivery_s: float = 1.0
 
-    def __enter__(self) -> OrdersMesh:
-        super().__enter__()
-        return self
-
     def _start(self) -> None:
         histories = {history.name: history for history in service_histories()}
         upgrade_database(self.infra.postgres.dsn("orders"), histories["orders"])
@@ -120,18 +116,9 @@ class OrdersMesh(DispatchMesh):
                 "WAMESH_DISPATCHER_TARGET": self.target("intake"),
                 "WAMESH_CONVERSATIONS_TARGET": self.target("conversations"),
             },
-            self.data_dir / f"{name}.log",
+            self.log(name),
         )
-        self._add(service, name)
-
-    def restart(self, name: str) -> None:
-        """Starts the killed process ``name`` again, as it was (same port, same name)."""
-        self.services[name].start()
-        self.killed.discard(name)
-
-    def check_alive(self) -> None:
-        """RuntimeError naming a process that exited without being killed."""
-        self._check_alive()
+        self.add(service, name)
 
     # -- shops
 
