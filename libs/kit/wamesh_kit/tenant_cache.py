@@ -39,6 +39,9 @@ class TenantCache:
         self._capacity = capacity
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, tenants_pb2.Tenant]] = OrderedDict()
+        # Bumped by every invalidation: a fetch that was under way meanwhile may have read the
+        # tenant as it was before the change, so what it brings back is used but not kept.
+        self._generation = 0
 
     async def get(self, tenant_id: str, *, field: str = "tenant_id") -> tenants_pb2.Tenant:
         """The tenant; NotFound naming ``field`` for an unknown one (not cached: a tenant
@@ -47,7 +50,10 @@ class TenantCache:
         if cached is not None and cached[0] > self._clock():
             self._cache.move_to_end(tenant_id)
             return cached[1]
+        generation = self._generation
         tenant = await self._fetch(tenant_id, field)
+        if generation != self._generation:
+            return tenant
         self._cache[tenant_id] = (self._clock() + self._ttl_s, tenant)
         self._cache.move_to_end(tenant_id)
         while len(self._cache) > self._capacity:
@@ -55,9 +61,11 @@ class TenantCache:
         return tenant
 
     def forget(self, invalidation: tenants_pb2.TenantInvalidation) -> None:
+        self._generation += 1
         self._cache.pop(invalidation.tenant_id, None)
 
     def forget_all(self) -> None:
+        self._generation += 1
         self._cache.clear()
 
     async def _fetch(self, tenant_id: str, field: str) -> tenants_pb2.Tenant:

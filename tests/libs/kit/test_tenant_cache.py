@@ -4,6 +4,7 @@ not find, and tells a caller plainly when tenants cannot be reached."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -89,3 +90,35 @@ async def test_tenants_away_is_unavailable(grpc_channels: Callable[[int, str | N
     nobody = TenantRegistryStub(grpc_channels(1, DEV_INTERNAL_TOKEN))
     with pytest.raises(Unavailable):
         await TenantCache(nobody, 1.0).get("t-anyone")
+
+
+class HeldAnswers:
+    """The real stub, whose GetTenant answers are held back until the test lets them go."""
+
+    def __init__(self, stub: Any) -> None:
+        self._stub = stub
+        self.answered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def GetTenant(self, request: Any, **options: Any) -> Any:
+        response = await self._stub.GetTenant(request, **options)
+        self.answered.set()
+        await self.release.wait()
+        return response
+
+
+async def test_what_a_fetch_brings_back_after_an_invalidation_is_not_kept(
+    internal: Any, tenants_admin: Any
+) -> None:
+    held = HeldAnswers(internal)
+    cache = TenantCache(held, 5.0, ttl_s=30, clock=Clock())
+    tenant = await create_tenant(tenants_admin, display_name="Casa Pepe")
+    fetching = asyncio.create_task(cache.get(tenant.id))
+    await asyncio.wait_for(held.answered.wait(), 10)
+    # The change lands, and its invalidation arrives, while the old answer is on its way.
+    await rename(tenants_admin, tenant.id, "Casa Pepa")
+    cache.forget(tenants_pb2.TenantInvalidation(tenant_id=tenant.id))
+    held.release.set()
+
+    assert (await fetching).display_name == "Casa Pepe"
+    assert (await cache.get(tenant.id)).display_name == "Casa Pepa"
