@@ -5,6 +5,7 @@ A service's ``conftest.py`` names them, so a reader sees every fixture it has::
     fixtures = ServiceFixtures("tenants", tenants_service, make_settings, TenantRegistryStub)
     tenants_dsn = fixtures.dsn            # module scope: a fresh database at head
     settings = fixtures.settings          # the service's settings on that database
+    metrics = fixtures.metrics            # the registry the service exports its metrics to
     service = fixtures.service            # the service served in-process on a real socket
     connect = fixtures.connect            # connect(token): a stub over our client plumbing
     admin = fixtures.admin
@@ -57,9 +58,16 @@ class ServiceFixtures(Generic[Settings]):
         def settings(request: pytest.FixtureRequest, redis_url: str) -> Settings:
             return make_settings(request.getfixturevalue(f"{name}_dsn"), redis_url)
 
+        @pytest.fixture(name="metrics")
+        def metrics() -> CollectorRegistry:
+            """The service's own metrics registry, for a test to read what it exports."""
+            return CollectorRegistry()
+
         @pytest.fixture(name="service")
-        async def service(settings: Settings) -> AsyncIterator[GrpcService]:
-            async with serve(settings, registry=CollectorRegistry()) as server:
+        async def service(
+            settings: Settings, metrics: CollectorRegistry
+        ) -> AsyncIterator[GrpcService]:
+            async with serve(settings, registry=metrics) as server:
                 yield server
 
         @pytest.fixture(name="connect")
@@ -76,7 +84,7 @@ class ServiceFixtures(Generic[Settings]):
         def internal(connect: Connect) -> Any:
             return connect(DEV_INTERNAL_TOKEN)
 
-        self.dsn, self.settings, self.service = dsn, settings, service
+        self.dsn, self.settings, self.metrics, self.service = dsn, settings, metrics, service
         self.connect, self.admin, self.internal = connect, admin, internal
 
 

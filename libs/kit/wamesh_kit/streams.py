@@ -439,3 +439,37 @@ async def trim_acknowledged(redis: aioredis.Redis, stream: str, *, before_ms: in
 def _entry_order(entry_id: str) -> tuple[int, int]:
     milliseconds, _, sequence = entry_id.partition("-")
     return int(milliseconds), int(sequence or 0)
+
+
+async def oldest_unhandled_age_s(
+    redis: aioredis.Redis, stream: str, group: str, *, now_ms: int
+) -> float:
+    """How long the oldest entry ``group`` has not acknowledged has been on ``stream``, in
+    seconds (0 when it has handled everything): pending with a consumer, or not yet read.
+
+    The age of the work waiting, rather than its count, is what a replica count or an alert
+    can be set against: it reads the same for a trickle and a flood.
+    """
+    try:
+        groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
+    except ResponseError:  # no such stream: nothing waits
+        return 0.0
+    found = [g for g in groups if as_text(g["name"]) == group]
+    if not found:
+        # No group yet: everything on the stream waits for it.
+        first: Any = await redis.xrange(stream, count=1)
+        oldest = _entry_order(as_text(first[0][0])) if first else None
+        return _age_s(oldest, now_ms)
+    candidates = []
+    if found[0]["pending"]:
+        summary: dict[str, Any] = await redis.xpending(stream, group)
+        candidates.append(_entry_order(as_text(summary["min"])))
+    last_delivered = as_text(found[0]["last-delivered-id"])
+    unread: Any = await redis.xrange(stream, min=f"({last_delivered}", count=1)
+    if unread:
+        candidates.append(_entry_order(as_text(unread[0][0])))
+    return _age_s(min(candidates, default=None), now_ms)
+
+
+def _age_s(entry: tuple[int, int] | None, now_ms: int) -> float:
+    return 0.0 if entry is None else max(0, now_ms - entry[0]) / 1000

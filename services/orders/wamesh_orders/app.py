@@ -5,6 +5,7 @@ sweep (cart expiry, handled messages past retention)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from wamesh_kit.background import repeat
 from wamesh_kit.rpc.client import make_channel
 from wamesh_kit.rpc.database_service import BackgroundLoop, Backing, Wiring, database_service
 from wamesh_kit.rpc.server import GrpcService, Service
+from wamesh_kit.streams import oldest_unhandled_age_s
 from wamesh_kit.tenant_cache import TenantCache
 from wamesh_kit.tenant_invalidations import InvalidationListener
 from wamesh_orders.actions import OrderActions
@@ -29,7 +31,7 @@ from wamesh_orders.metrics import OrdersMetrics
 from wamesh_orders.servicer import OrderServiceServicer
 from wamesh_orders.settings import OrdersSettings
 from wamesh_orders.store import OrderStore
-from wamesh_orders.turns import Turns
+from wamesh_orders.turns import GROUP, INBOUND_STREAM, Turns
 
 GET_TENANT = "/wamesh.tenants.v1.TenantRegistry/GetTenant"
 # Both idempotent on their keys: safe for grpc to retry.
@@ -120,11 +122,24 @@ async def orders_service(
         async def sweep(stop: asyncio.Event) -> None:
             await repeat(sweep_once, stop, interval_s=settings.sweep_interval_s, name="sweep")
 
+        async def measure_backlog() -> bool:
+            age_s = await oldest_unhandled_age_s(
+                backing.redis, INBOUND_STREAM, GROUP, now_ms=int(time.time() * 1000)
+            )
+            metrics.inbound_backlog.set(age_s)
+            return False
+
+        async def backlog(stop: asyncio.Event) -> None:
+            await repeat(
+                measure_backlog, stop, interval_s=settings.backlog_interval_s, name="backlog"
+            )
+
         loops: dict[str, BackgroundLoop] = {
             "clients": clients,
             "bot": bot,
             "outbox": outbox,
             "sweep": sweep,
+            "backlog": backlog,
         }
         return Wiring(
             [

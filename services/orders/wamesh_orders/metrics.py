@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class OrdersMetrics:
@@ -32,6 +32,12 @@ class OrdersMetrics:
         self.calls_refused = Counter(
             "wamesh_orders_calls_refused",
             "Outbox calls a peer refused for good (e.g. a sender number the tenant removed)",
+            registry=registry,
+        )
+        self.inbound_backlog = Gauge(
+            "wamesh_orders_inbound_backlog_seconds",
+            "How long the oldest inbound event the replicas have not yet handled has waited "
+            "(0: none waits); what to scale replicas on and alert against",
             registry=registry,
         )
         self.carts_expired = Counter(

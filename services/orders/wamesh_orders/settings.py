@@ -33,6 +33,11 @@ class OrdersSettings(DatabaseServiceSettings):
         "customer's in order); each holds a database connection, so keep it below "
         "WAMESH_DATABASE_POOL_SIZE",
     )
+    backlog_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often wamesh_orders_inbound_backlog_seconds is measured",
+    )
     rating_prompt_delay_s: float = Field(
         default=1800.0, ge=0, description="How long after DELIVERED the rating prompt goes out"
     )

@@ -25,6 +25,7 @@ from wamesh_kit.streams import (
     StreamEntry,
     StreamProducer,
     encode_entry,
+    oldest_unhandled_age_s,
     trim_acknowledged,
 )
 
@@ -484,3 +485,33 @@ async def test_a_read_that_would_outwait_the_client_is_refused_at_once(
         assert await reader(250).run_once() == 0
     finally:
         await impatient.aclose()
+
+
+NOW_MS = 10_000
+
+
+async def test_the_oldest_unhandled_entry_is_a_pending_one_or_the_first_unread(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    await five_entries(redis, stream)
+    # Nothing read yet: the first entry, on the stream since 1,000 ms.
+    await read_and_ack(redis, stream, "g", read=0, acked=0)
+    assert await oldest_unhandled_age_s(redis, stream, "g", now_ms=NOW_MS) == 9.0
+    # Three read, the first acknowledged: the second is still pending.
+    delivered: Any = await redis.xreadgroup("g", "c1", {stream: ">"}, count=3)
+    await redis.xack(stream, "g", delivered[0][1][0][0])
+    assert await oldest_unhandled_age_s(redis, stream, "g", now_ms=NOW_MS) == 8.0
+    # The pending ones acknowledged: the fourth, never read, is the oldest left.
+    await redis.xack(stream, "g", *[entry_id for entry_id, _ in delivered[0][1][1:]])
+    assert await oldest_unhandled_age_s(redis, stream, "g", now_ms=NOW_MS) == 6.0
+
+
+async def test_nothing_waits_once_everything_is_acknowledged_or_there_is_no_stream(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    assert await oldest_unhandled_age_s(redis, stream, "g", now_ms=NOW_MS) == 0.0
+    await five_entries(redis, stream)
+    # A group not created yet has everything ahead of it.
+    assert await oldest_unhandled_age_s(redis, stream, "g", now_ms=NOW_MS) == 9.0
+    await read_and_ack(redis, stream, "g", read=5, acked=5)
+    assert await oldest_unhandled_age_s(redis, stream, "g", now_ms=NOW_MS) == 0.0

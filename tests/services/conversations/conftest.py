@@ -12,6 +12,7 @@ fixtures = ServiceFixtures(
 )
 conversations_dsn = fixtures.dsn
 settings = fixtures.settings
+metrics = fixtures.metrics
 service = fixtures.service
 connect = fixtures.connect
 admin = fixtures.admin

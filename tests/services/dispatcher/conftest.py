@@ -27,6 +27,7 @@ __all__ = ["_no_twilio_edge", "sandbox"]
 # real tenants service (Enqueue asks it for the tenant's sender numbers).
 fixtures = ServiceFixtures("dispatcher", dispatcher_service, make_settings, DispatcherStub)
 dispatcher_dsn = fixtures.dsn
+metrics = fixtures.metrics
 service = fixtures.service
 connect = fixtures.connect
 admin = fixtures.admin

@@ -42,6 +42,7 @@ __all__ = [
 
 fixtures = ServiceFixtures("orders", orders_service, make_settings, OrderServiceStub)
 orders_dsn = fixtures.dsn
+metrics = fixtures.metrics
 service = fixtures.service
 connect = fixtures.connect
 admin = fixtures.admin

@@ -116,6 +116,7 @@ def settings(
         conversations=conversations.port,
         dispatcher=dispatcher.port,
         inbound_redelivery_s=0.5,
+        backlog_interval_s=0.1,
     )
 
 
@@ -193,8 +194,14 @@ async def placed(mesh: Mesh, shop: Shop, customer: str) -> list[tuple[Any, ...]]
         return [tuple(row) for row in rows]
 
 
+def backlog_s(metrics: CollectorRegistry) -> float:
+    value = metrics.get_sample_value("wamesh_orders_inbound_backlog_seconds")
+    assert value is not None, "the backlog gauge is not exported"
+    return value
+
+
 async def test_with_the_dispatcher_down_a_turn_commits_once_and_its_replies_leave_once_it_is_back(
-    mesh: Mesh, dispatcher: Peer, redis_client: aioredis.Redis
+    mesh: Mesh, dispatcher: Peer, redis_client: aioredis.Redis, metrics: CollectorRegistry
 ) -> None:
     shop = await mesh.shop()
     ana = unique_customer()
@@ -231,6 +238,12 @@ async def test_with_the_dispatcher_down_a_turn_commits_once_and_its_replies_leav
     assert await placed(mesh, shop, ana) == [(order_id, "confirmed", version, number)]
     assert await waiting_keys(mesh, shop.tenant_id) == keys
 
+    async def backlog_shown() -> bool:
+        return backlog_s(metrics) >= 1.0
+
+    # The first entry has waited for over a second: the gauge says so.
+    await until(backlog_shown, "the backlog gauge shows the waiting entries")
+
     await dispatcher.start()
 
     async def delivered() -> bool:
@@ -238,6 +251,11 @@ async def test_with_the_dispatcher_down_a_turn_commits_once_and_its_replies_leav
         return not waiting and not set(entries.values()) & set(await pending(redis_client))
 
     await until(delivered, "the outbox is empty and every entry acknowledged")
+
+    async def backlog_cleared() -> bool:
+        return backlog_s(metrics) == 0.0
+
+    await until(backlog_cleared, "the backlog gauge is back to 0")
 
     jobs = await mesh.jobs_for(shop, ana)
     to_ana = [key for key in keys if not key.endswith(f":staff:{shop.staff[0]}")]

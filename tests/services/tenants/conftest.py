@@ -10,6 +10,7 @@ from wamesh_tenants.app import tenants_service
 fixtures = ServiceFixtures("tenants", tenants_service, make_settings, TenantRegistryStub)
 tenants_dsn = fixtures.dsn
 settings = fixtures.settings
+metrics = fixtures.metrics
 service = fixtures.service
 connect = fixtures.connect
 admin = fixtures.admin

@@ -10,6 +10,7 @@ from wamesh_workers.app import workers_service
 fixtures = ServiceFixtures("workers", workers_service, make_settings, WorkerRegistryStub)
 workers_dsn = fixtures.dsn
 settings = fixtures.settings
+metrics = fixtures.metrics
 service = fixtures.service
 connect = fixtures.connect
 admin = fixtures.admin
