@@ -16,7 +16,9 @@ message) and ``traceparent``/``tracestate`` when a trace is active. A consumer:
   (XAUTOCLAIM), so a crashed replica loses nothing;
 * moves an entry to ``<stream>:dead`` (in the same MULTI as its XACK, so it is never in both
   places or neither) when its payload cannot be parsed, when the handler raises
-  :class:`PoisonMessage`, or when it has been delivered ``max_deliveries`` times.
+  :class:`PoisonMessage`, or when it has been delivered ``max_deliveries`` times; a delivery
+  whose handler failed because a dependency was away (``Unavailable``, a lost connection)
+  does not count, so an outage of any length leaves the entry pending, not dead;
 * recreates its group (from the stream's first entry) when Redis lost it, after a FLUSHALL
   or a restart without persistence, rather than dying on ``NOGROUP``.
 
@@ -40,8 +42,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from redis.exceptions import ResponseError
 
+from wamesh_kit.errors import Unavailable
 from wamesh_kit.keys import dead_letter_stream
 from wamesh_kit.redis_client import as_text
+from wamesh_kit.rpc.errors import is_infrastructure_error
 
 M = TypeVar("M", bound=Message)
 
@@ -343,6 +347,9 @@ class StreamConsumer(Generic[M]):
             except Exception as error:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                if isinstance(error, Unavailable) or is_infrastructure_error(error):
+                    await self._wait_for_dependency(entry_id, deliveries, error)
+                    return False
                 if deliveries >= self._max_deliveries:
                     await self._dead_letter(entry_id, fields, deliveries, type(error).__name__)
                 else:
@@ -356,6 +363,25 @@ class StreamConsumer(Generic[M]):
                     )
                 return False
             return True
+
+    async def _wait_for_dependency(self, entry_id: str, deliveries: int, error: Exception) -> None:
+        """Leaves the entry pending without this delivery counting toward its dead letter: a
+        dependency was away (Postgres, a peer), which is no fault of the entry's, and an
+        outage longer than ``max_deliveries`` redeliveries must not cost a customer's
+        message. XCLAIM to itself with RETRYCOUNT puts the count back."""
+        await self._redis.xclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=0,
+            message_ids=[entry_id],
+            retrycount=max(deliveries - 1, 0),
+            justid=True,
+        )
+        log.warning(
+            "stream handler waits for a dependency; entry stays pending",
+            extra={"stream": self.stream, "entry_id": entry_id, "error": type(error).__name__},
+        )
 
     def _decode(self, fields: Mapping[bytes, bytes]) -> M:
         expected = self._message_type.DESCRIPTOR.full_name

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 INBOUND_STREAM = stream_key("inbound")
 GROUP = "orders"
-# A dispatcher outage keeps an entry pending; it is tried again this often before the
-# stream gives up on it (the outbox still holds its messages then).
+# Deliveries that failed for the entry's own sake (a bug, a replica killed mid-turn) before
+# the stream dead-letters it; an outage of Postgres, the dispatcher or tenants does not count.
 MAX_DELIVERIES = 20
 
 

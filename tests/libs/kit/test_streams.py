@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from tests.redis_streams import stream_entries
 from wamesh.events.v1.events_pb2 import MessageStatusEvent, OutboundJobEvent
+from wamesh_kit.errors import Unavailable
 from wamesh_kit.localinfra import LocalRedis
 from wamesh_kit.redis_client import as_text, make_redis
 from wamesh_kit.streams import (
@@ -232,6 +233,31 @@ async def test_after_max_deliveries_the_entry_moves_to_the_dead_letter_stream(
     assert OutboundJobEvent.FromString(fields[b"payload"]).job_id == "job-7"
     await reader.run_once(block=False)
     assert len(failing.seen) == 3
+
+
+async def test_a_dependency_away_for_longer_than_max_deliveries_costs_no_dead_letter(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    await StreamProducer(redis, stream).publish(job(8))
+    outages: list[Exception] = [
+        *(ConnectionRefusedError(111, "Connect call failed") for _ in range(4)),
+        *(Unavailable("the dispatcher cannot be reached") for _ in range(4)),
+    ]
+    seen: list[int] = []
+
+    async def handler(entry: StreamEntry[OutboundJobEvent]) -> None:
+        seen.append(entry.deliveries)
+        if outages:
+            raise outages.pop(0)
+
+    reader = consumer(redis, stream, handler, min_idle_ms=0, max_deliveries=3)
+    for _ in range(9):
+        await reader.run_once(block=False)
+
+    # Eight failed deliveries, each put back: never near the three that dead-letter.
+    assert seen == [1] * 9
+    assert await pending_count(redis, stream) == 0
+    assert await dead_letters(redis, stream) == []
 
 
 async def test_an_entry_that_killed_its_consumers_is_dead_lettered_unhandled(
