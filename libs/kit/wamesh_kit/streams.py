@@ -453,8 +453,8 @@ async def trim_acknowledged(redis: aioredis.Redis, stream: str, *, before_ms: in
     for group in groups:
         needed = _entry_order(as_text(group["last-delivered-id"]))
         if group["pending"]:
-            summary: dict[str, Any] = await redis.xpending(stream, group["name"])
-            needed = min(needed, _entry_order(as_text(summary["min"])))
+            pending = await _oldest_pending(redis, stream, group["name"])
+            needed = min(needed, pending or needed)
         keep_from = min(keep_from, needed)
     removed: int = await redis.xtrim(
         stream, minid=f"{keep_from[0]}-{keep_from[1]}", approximate=False
@@ -487,14 +487,23 @@ async def oldest_unhandled_age_s(
         oldest = _entry_order(as_text(first[0][0])) if first else None
         return _age_s(oldest, now_ms)
     candidates = []
-    if found[0]["pending"]:
-        summary: dict[str, Any] = await redis.xpending(stream, group)
-        candidates.append(_entry_order(as_text(summary["min"])))
+    if found[0]["pending"] and (pending := await _oldest_pending(redis, stream, group)):
+        candidates.append(pending)
     last_delivered = as_text(found[0]["last-delivered-id"])
     unread: Any = await redis.xrange(stream, min=f"({last_delivered}", count=1)
     if unread:
         candidates.append(_entry_order(as_text(unread[0][0])))
     return _age_s(min(candidates, default=None), now_ms)
+
+
+async def _oldest_pending(
+    redis: aioredis.Redis, stream: str, group: str | bytes
+) -> tuple[int, int] | None:
+    """The group's oldest pending entry; None if it acknowledged them all since it was asked
+    how many it had."""
+    summary: dict[str, Any] = await redis.xpending(stream, group)
+    oldest = summary.get("min")
+    return None if oldest is None else _entry_order(as_text(oldest))
 
 
 def _age_s(entry: tuple[int, int] | None, now_ms: int) -> float:
