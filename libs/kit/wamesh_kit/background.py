@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from wamesh_kit.errors import Unavailable
 from wamesh_kit.rpc.errors import is_infrastructure_error
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ async def repeat(
         try:
             more = await step()
         except Exception as error:
-            if isinstance(error, Unavailable) or is_infrastructure_error(error):
+            if is_infrastructure_error(error):
                 log.warning("%s waits for a dependency", name, extra={"error": str(error)})
             else:
                 log.exception("%s failed; retrying", name)

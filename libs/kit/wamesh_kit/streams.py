@@ -29,7 +29,6 @@ group has acknowledged with :func:`trim_acknowledged`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from redis.exceptions import ResponseError
 
-from wamesh_kit.errors import Unavailable
+from wamesh_kit.background import pause
 from wamesh_kit.keys import dead_letter_stream
 from wamesh_kit.redis_client import as_text
 from wamesh_kit.rpc.errors import is_infrastructure_error
@@ -237,7 +236,7 @@ class StreamConsumer(Generic[M]):
             except (ConnectionError, OSError, aioredis.ConnectionError, aioredis.TimeoutError):
                 log.warning("stream consumer lost Redis; retrying", extra={"stream": self.stream})
                 self._group_ready = False
-                await _sleep_or_stop(stop, 1.0)
+                await pause(stop, 1.0)
 
     async def _reclaim(self) -> list[tuple[Any, Any, int]]:
         """Entries idle longer than ``min_idle_ms`` (any consumer's), with their delivery counts."""
@@ -347,7 +346,7 @@ class StreamConsumer(Generic[M]):
             except Exception as error:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                if isinstance(error, Unavailable) or is_infrastructure_error(error):
+                if is_infrastructure_error(error):
                     await self._wait_for_dependency(entry_id, deliveries, error)
                     return False
                 if deliveries >= self._max_deliveries:
@@ -428,11 +427,6 @@ def _group_gone(error: ResponseError) -> bool:
     return text.startswith("NOGROUP") or "the stream key no longer exists" in text
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
 async def trim_acknowledged(redis: aioredis.Redis, stream: str, *, before_ms: int) -> int:
     """Drops the entries of ``stream`` older than ``before_ms`` (Unix milliseconds) that every
     consumer group has read and acknowledged; how many.
@@ -443,13 +437,10 @@ async def trim_acknowledged(redis: aioredis.Redis, stream: str, *, before_ms: in
     forward, so what this reads cannot go stale before the XTRIM: an entry delivered meanwhile
     is newer than the last delivered one it read.
     """
-    try:
-        groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
-    except ResponseError:  # no such stream
-        return 0
+    groups = await _groups(redis, stream)
     if not groups:
         return 0
-    keep_from = _entry_order(f"{before_ms}-0")
+    keep_from = (before_ms, 0)
     for group in groups:
         needed = _entry_order(as_text(group["last-delivered-id"]))
         if group["pending"]:
@@ -476,9 +467,8 @@ async def oldest_unhandled_age_s(
     The age of the work waiting, rather than its count, is what a replica count or an alert
     can be set against: it reads the same for a trickle and a flood.
     """
-    try:
-        groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
-    except ResponseError:  # no such stream: nothing waits
+    groups = await _groups(redis, stream)
+    if groups is None:  # no such stream: nothing waits
         return 0.0
     found = [g for g in groups if as_text(g["name"]) == group]
     if not found:
@@ -494,6 +484,15 @@ async def oldest_unhandled_age_s(
     if unread:
         candidates.append(_entry_order(as_text(unread[0][0])))
     return _age_s(min(candidates, default=None), now_ms)
+
+
+async def _groups(redis: aioredis.Redis, stream: str) -> list[dict[str, Any]] | None:
+    """XINFO GROUPS of ``stream``; None when there is no such stream."""
+    try:
+        groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
+    except ResponseError:
+        return None
+    return groups
 
 
 async def _oldest_pending(

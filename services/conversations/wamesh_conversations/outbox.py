@@ -26,7 +26,6 @@ group has acknowledged: without it Redis would hold every event ever published.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -43,6 +42,7 @@ from wamesh_conversations.settings import (
     DEFAULT_PENDING_STATUS_RETENTION_S,
     DEFAULT_STREAM_RETENTION_S,
 )
+from wamesh_kit.background import pause
 from wamesh_kit.redis_client import PipelinedScript, as_text
 from wamesh_kit.rpc.errors import is_infrastructure_error
 from wamesh_kit.streams import trim_acknowledged
@@ -314,7 +314,7 @@ class OutboxRelay:
                     log.warning("outbox relay waiting", extra={"error": str(error)})
                 else:
                     log.exception("outbox relay failed; retrying")
-                await _wait(stop, 1.0)
+                await pause(stop, 1.0)
                 continue
             if moved < self._batch_size:
                 await self._idle(stop)
@@ -337,11 +337,6 @@ class OutboxRelay:
 
 def _older_than(column: sa.Column[Any], seconds: int) -> sa.ColumnElement[bool]:
     return column < sa.func.now() - sa.text(f"interval '{int(seconds)} seconds'")
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def _appends(rows: Sequence[sa.RowMapping]) -> _Calls:

@@ -151,8 +151,8 @@ class Turns:
                 tx, config, event, effect, new_cart, latest, cart, outcome, turn.language
             )
         final = outcome.session or turn.session
-        if final.to_json() != stored:
-            await tx.save_session(tenant_id, customer, final.to_json())
+        if (session_json := final.to_json()) != stored:
+            await tx.save_session(tenant_id, customer, session_json)
         if not any(isinstance(e, ConfirmOrder) for e in turn.effects):
             await tx.save_cart(
                 new_cart, [_line(line) for line in final.lines], final.method or "", final.address

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.clock import Clock
 from tests.peer_services import tenants, tenants_admin, tenants_dsn
 from tests.services.tenants.tenants_testkit import create_tenant, unique_id
 from wamesh.tenants.v1 import tenants_pb2
@@ -20,14 +21,6 @@ from wamesh_kit.settings import DEV_INTERNAL_TOKEN
 from wamesh_kit.tenant_cache import TenantCache
 
 __all__ = ["tenants", "tenants_admin", "tenants_dsn"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from tests.clock import Clock
 from wamesh_ingress.breaker import StoreBreaker
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_after_a_failure_nobody_tries_until_the_wait_is_over_then_one_probe() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     breaker = StoreBreaker(1.0, probe_timeout_s=5.0, clock=clock)
     assert breaker.allows()
     assert breaker.allows()
@@ -31,7 +24,7 @@ def test_after_a_failure_nobody_tries_until_the_wait_is_over_then_one_probe() ->
 
 
 def test_a_failed_probe_opens_it_again_and_a_silent_one_is_forgotten() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     breaker = StoreBreaker(1.0, probe_timeout_s=5.0, clock=clock)
     breaker.failed()
     clock.now += 1.0

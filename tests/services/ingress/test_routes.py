@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.clock import Clock
 from tests.services.ingress.ingress_testkit import Tenant, create_tenant
 from wamesh.tenants.v1 import tenants_pb2 as tenants_pb
 from wamesh.tenants.v1 import tenants_pb2_grpc
@@ -21,17 +22,9 @@ from wamesh_kit.settings import DEV_ADMIN_TOKEN, DEV_INTERNAL_TOKEN
 TTL_S = 60.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_000.0)
 
 
 @pytest.fixture

@@ -85,11 +85,14 @@ async def abort_with(context: Context, error: DomainError) -> NoReturn:
 
 
 def is_infrastructure_error(error: BaseException) -> bool:
-    """True when ``error`` means a dependency (network, Postgres, Redis, a peer) is down.
+    """True when ``error`` means a dependency (network, Postgres, Redis, a peer) is down,
+    including our own :class:`Unavailable`, which says so in as many words.
 
     Optional libraries are looked up in ``sys.modules`` rather than imported: an exception of
     a library's class can only exist once that library is loaded, so nothing needs importing.
     """
+    if isinstance(error, Unavailable):
+        return True
     if isinstance(error, OSError):
         return _is_network_failure(error)
     if isinstance(error, grpc.aio.AioRpcError):

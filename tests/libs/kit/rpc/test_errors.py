@@ -172,6 +172,7 @@ def test_infrastructure_errors_are_told_from_bugs() -> None:
     assert is_infrastructure_error(rpc_error(grpc.StatusCode.UNAVAILABLE))
     assert is_infrastructure_error(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED))
     assert is_infrastructure_error(dbapi_error(invalidated=True))
+    assert is_infrastructure_error(Unavailable("the tenants service cannot be reached"))
     assert not is_infrastructure_error(dbapi_error(invalidated=False))
     assert not is_infrastructure_error(rpc_error(grpc.StatusCode.NOT_FOUND))
     assert not is_infrastructure_error(ValueError("a bug"))
